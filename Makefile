@@ -1,0 +1,50 @@
+# The two commands of the quick start: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+export DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat
+export GATEWAY_PORT ?= 8000
+
+.PHONY: help run test lint deps web check-infra db
+
+help:
+	@echo "make run   - install what is missing, prepare the database, start the five services"
+	@echo "make test  - lint, type-check and run the whole test suite"
+
+$(UV):
+	@echo "installing uv (the Python package manager) with pip"
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+deps: $(UV)
+	$(UV) sync --frozen
+
+web:
+	@if [ -f web/package.json ]; then \
+		if [ ! -f web/dist/index.html ] || [ -n "$$(find web/src web/index.html web/package.json -newer web/dist/index.html 2>/dev/null | head -1)" ]; then \
+			echo "building the chat page (web/)"; \
+			(cd web && npm ci --no-audit --no-fund && npm run build); \
+		fi; \
+	fi
+
+check-infra: deps
+	@$(UV) run chatctl check
+
+db: check-infra
+	$(UV) run chatctl db create
+	$(UV) run chatctl db upgrade
+	$(UV) run chatctl demo
+
+run: deps web db
+	@echo "starting the services; the chat is at http://127.0.0.1:$(GATEWAY_PORT)  (Ctrl+C stops them)"
+	$(UV) run honcho start -f Procfile
+
+lint: deps
+	$(UV) run ruff format --check .
+	$(UV) run ruff check .
+	$(UV) run mypy services packages
+	$(UV) run lint-imports
+
+test: deps web lint
+	$(UV) run pytest

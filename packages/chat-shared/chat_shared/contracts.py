@@ -1,0 +1,292 @@
+"""Every message that travels on the broker, as versioned pydantic models.
+
+Three families:
+- work: what one service hands another to do (`UserMessage`, `ToolRequest`, `LlmRequest`);
+- session events: what happened in a session, on `session.<id>.<type>` (`TokenEvent`, ...);
+- history RPC: questions to the history service and their answers.
+
+Every model carries `v` (the contract version), the `session_id` and the `correlation_id` of
+the user message it belongs to; stream events carry `seq`, counting from 1 per assistant
+message.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+CONTRACT_VERSION: Literal[1] = 1
+
+
+def now() -> float:
+    """Wall-clock time in seconds, the unit of every timestamp on the broker."""
+    return time.time()
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    v: Literal[1] = CONTRACT_VERSION
+
+
+class UserRef(BaseModel):
+    """Who is asking. Always taken from the verified token, never from a client frame."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: UUID
+    org_id: UUID
+    email: str
+    name: str
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+
+
+CallStatus = Literal["ok", "error", "stopped"]
+
+
+class LlmCall(BaseModel):
+    """What the history service records about one call to a model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: UUID
+    provider: str
+    model: str
+    status: CallStatus
+    usage: Usage
+    ttft_ms: float | None
+    total_ms: float
+    error_code: str | None = None
+
+
+# -- work ----------------------------------------------------------------------------------
+
+
+class UserMessage(Contract):
+    """A user's message: the orchestrator's work and a session event in one."""
+
+    type: Literal["user_message"] = "user_message"
+    session_id: UUID
+    correlation_id: UUID
+    message_id: UUID
+    reply_message_id: UUID
+    client_message_id: str
+    user: UserRef
+    text: str
+    received_at: float
+
+
+class ToolRequest(Contract):
+    type: Literal["tool_request"] = "tool_request"
+    session_id: UUID
+    correlation_id: UUID
+    message_id: UUID  # the assistant message the tool's answer becomes
+    call_id: UUID
+    tool: str
+    input: dict[str, Any]
+    user: UserRef
+
+
+class LlmRequest(Contract):
+    type: Literal["llm_request"] = "llm_request"
+    session_id: UUID
+    correlation_id: UUID
+    message_id: UUID  # the assistant message to stream
+    user_message_id: UUID
+    text: str
+    user: UserRef
+
+
+# -- session events --------------------------------------------------------------------------
+
+
+class SessionEvent(Contract):
+    session_id: UUID
+
+
+class StreamEvent(SessionEvent):
+    """An event of one assistant message."""
+
+    correlation_id: UUID
+    message_id: UUID
+    seq: int = Field(ge=1)
+
+
+class RoutedEvent(SessionEvent):
+    """The orchestrator's decision for one user message."""
+
+    type: Literal["routed"] = "routed"
+    correlation_id: UUID
+    message_id: UUID
+    user_message_id: UUID
+    org_id: UUID
+    user_id: UUID
+    tier: Literal[1, 2]
+    tool: str | None = None
+    pattern: str | None = None
+    routed_at: float
+
+
+class TokenEvent(StreamEvent):
+    type: Literal["token"] = "token"
+    text: str
+
+
+class ToolCallEvent(StreamEvent):
+    type: Literal["tool_call"] = "tool_call"
+    org_id: UUID
+    user_id: UUID
+    call_id: UUID
+    tool: str
+    input: dict[str, Any]
+
+
+class ToolResultEvent(StreamEvent):
+    type: Literal["tool_result"] = "tool_result"
+    org_id: UUID
+    user_id: UUID
+    call_id: UUID
+    tool: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+    is_error: bool
+    latency_ms: float
+
+
+class CompleteEvent(StreamEvent):
+    type: Literal["complete"] = "complete"
+    org_id: UUID
+    user_id: UUID
+    text: str
+    # Who answered: a model id (with its provider) for Tier 2, a tool name for Tier 1.
+    model: str | None = None
+    provider: str | None = None
+    tool: str | None = None
+    usage: Usage | None = None
+    llm_call: LlmCall | None = None
+
+
+class ErrorEvent(StreamEvent):
+    type: Literal["error"] = "error"
+    org_id: UUID
+    user_id: UUID
+    code: str
+    message: str
+    retryable: bool = False
+    # Whatever text was generated before the failure, and the call that produced it.
+    partial_text: str = ""
+    llm_call: LlmCall | None = None
+
+
+class SessionEndedEvent(SessionEvent):
+    type: Literal["session_ended"] = "session_ended"
+    reason: Literal["idle_timeout"]
+
+
+AnySessionEvent = Annotated[
+    UserMessage
+    | RoutedEvent
+    | TokenEvent
+    | ToolCallEvent
+    | ToolResultEvent
+    | CompleteEvent
+    | ErrorEvent
+    | SessionEndedEvent,
+    Field(discriminator="type"),
+]
+session_event_adapter: TypeAdapter[AnySessionEvent] = TypeAdapter(AnySessionEvent)
+
+
+# -- history RPC ---------------------------------------------------------------------------
+
+
+class HistoryToolCall(BaseModel):
+    call_id: UUID
+    tool: str
+    input: dict[str, Any]
+    output: dict[str, Any] | None
+    is_error: bool
+
+
+class HistoryMessage(BaseModel):
+    """A message as the history service serves it back."""
+
+    message_id: UUID
+    role: Literal["user", "assistant"]
+    text: str
+    status: str
+    created_at: float
+    model: str | None = None
+    provider: str | None = None
+    tool: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    tool_calls: list[HistoryToolCall] = Field(default_factory=list)
+
+
+class OpenSession(Contract):
+    """Start a session (no id) or restore one the asking user owns."""
+
+    op: Literal["open_session"] = "open_session"
+    org_id: UUID
+    user_id: UUID
+    session_id: UUID | None = None
+    history_limit: int = 200
+
+
+class SessionSnapshot(Contract):
+    status: Literal["ok", "forbidden"]
+    session_id: UUID | None = None
+    ended: bool = False
+    messages: list[HistoryMessage] = Field(default_factory=list)
+
+
+class GetContext(Contract):
+    """The earlier turns of a session, as context for a model."""
+
+    op: Literal["get_context"] = "get_context"
+    org_id: UUID
+    user_id: UUID
+    session_id: UUID
+    exclude_message_id: UUID
+    limit: int = 20
+
+
+class ContextTurn(BaseModel):
+    role: Literal["user", "assistant"]
+    text: str
+
+
+class ContextReply(Contract):
+    turns: list[ContextTurn]
+
+
+class ReserveBudget(Contract):
+    """Hold `amount_usd` of the org's monthly budget for one LLM call."""
+
+    op: Literal["reserve_budget"] = "reserve_budget"
+    org_id: UUID
+    message_id: UUID
+    amount_usd: Decimal
+
+
+class BudgetReply(Contract):
+    allowed: bool
+    budget_usd: Decimal
+    spent_usd: Decimal
+    reserved_usd: Decimal
+
+
+AnyHistoryRequest = Annotated[OpenSession | GetContext | ReserveBudget, Field(discriminator="op")]
+history_request_adapter: TypeAdapter[AnyHistoryRequest] = TypeAdapter(AnyHistoryRequest)

@@ -1,0 +1,141 @@
+"""How a FastStream service is built, acknowledges work, reports health and runs.
+
+Each service's `main.create_app(settings)` calls `create_broker`, registers its handlers and
+returns `service_app(...)`: an ASGI app whose lifespan starts and stops the broker and whose
+HTTP routes are the service's health port (`/livez`, `/readyz`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import uvicorn
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.types import Scope
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.message import RabbitMessage
+from pydantic import BaseModel, ValidationError
+
+from chat_shared.contracts import SessionEvent
+from chat_shared.declare import declare_topology_at
+from chat_shared.logs import bind_correlation_id, configure_logging
+from chat_shared.settings import ServiceSettings
+from chat_shared.topology import Topology, session_key
+
+T = TypeVar("T")
+ReadyCheck = Callable[[], Awaitable[bool]]
+
+log = logging.getLogger(__name__)
+
+
+def create_broker(settings: ServiceSettings, service: str) -> RabbitBroker:
+    return RabbitBroker(
+        settings.amqp_url,
+        graceful_timeout=settings.shutdown_grace_seconds,
+        logger=logging.getLogger(service),
+    )
+
+
+async def process_work(
+    message: RabbitMessage, parse: Callable[[bytes], T], work: Callable[[T], Awaitable[None]]
+) -> None:
+    """Acknowledge a work message only once `work` has handed it on.
+
+    - a body that is not a valid contract is rejected at once: it goes to the dead-letter queue;
+    - a failure in `work` puts the message back (nack); the quorum queue counts deliveries and
+      dead-letters it after `MAX_DELIVERIES`, so a poison message never blocks the queue.
+    """
+    try:
+        body = parse(message.body)
+    except ValidationError:
+        log.exception("rejected a message that does not match its contract")
+        await message.reject()
+        return
+    with bind_correlation_id(getattr(body, "correlation_id", None)):
+        try:
+            await work(body)
+        except Exception:
+            log.exception("%s failed; returning it to the queue", type(body).__name__)
+            await message.nack()
+            return
+    await message.ack()
+
+
+def service_app(
+    broker: RabbitBroker,
+    settings: ServiceSettings,
+    *,
+    ready_checks: Sequence[ReadyCheck] = (),
+    on_startup: Sequence[Callable[[], Awaitable[Any]]] = (),
+    after_startup: Sequence[Callable[[], Awaitable[Any]]] = (),
+    on_shutdown: Sequence[Callable[[], Awaitable[Any]]] = (),
+) -> AsgiFastStream:
+    """The service's ASGI app: broker lifecycle plus its health endpoints."""
+    topology = Topology(settings.broker_prefix)
+
+    @get(include_in_schema=False)
+    async def livez(scope: Scope) -> AsgiResponse:
+        return AsgiResponse(b"ok", 200)
+
+    @get(include_in_schema=False)
+    async def readyz(scope: Scope) -> AsgiResponse:
+        if not await broker.ping(1.0):
+            return AsgiResponse(b"broker not connected", 503)
+        for check in ready_checks:
+            if not await check():
+                return AsgiResponse(b"not ready", 503)
+        return AsgiResponse(b"ready", 200)
+
+    async def declare() -> None:
+        await declare_topology_at(settings.amqp_url, topology)
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[("/livez", livez), ("/readyz", readyz)],
+        on_startup=[declare, *on_startup],
+        after_startup=list(after_startup),
+        on_shutdown=list(on_shutdown),
+        logger=logging.getLogger("faststream"),
+    )
+
+
+def serve(app: Any, settings: ServiceSettings, service: str) -> None:
+    """Run an ASGI app on the service's health port until SIGTERM or SIGINT."""
+    configure_logging(service, settings.log_level)
+    config = uvicorn.Config(
+        app,
+        host=settings.health_host,
+        port=settings.health_port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+    uvicorn.Server(config).run()
+
+
+async def publish_event(
+    broker: RabbitBroker, topology: Topology, event: SessionEvent, *, persist: bool = True
+) -> None:
+    """Publish a session event on `session.<id>.<type>` and wait for the broker's confirm."""
+    await broker.publish(
+        event.model_dump_json().encode(),
+        exchange=topology.events,
+        routing_key=session_key(event.session_id, event.type),  # type: ignore[attr-defined]
+        persist=persist,
+        content_type="application/json",
+        correlation_id=str(getattr(event, "correlation_id", "")) or None,
+    )
+
+
+async def publish_work(broker: RabbitBroker, topology: Topology, work: BaseModel, key: str) -> None:
+    """Hand work to another service: persistent, confirmed, on the work exchange."""
+    await broker.publish(
+        work.model_dump_json().encode(),
+        exchange=topology.work,
+        routing_key=key,
+        persist=True,
+        content_type="application/json",
+        correlation_id=str(getattr(work, "correlation_id", "")) or None,
+    )

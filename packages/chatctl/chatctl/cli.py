@@ -1,0 +1,187 @@
+"""`chatctl`: the operator's command line (database, organisations, users, budgets, tokens).
+
+It talks to PostgreSQL directly, through the owning services' own modules: identity through
+the gateway's, budgets through the history service's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from chat_gateway import identity
+from chat_gateway import migrate as gateway_migrate
+from chat_gateway.auth import mint_token
+from chat_gateway.settings import GatewaySettings
+from chat_history import migrate as history_migrate
+from chat_history import repository as history
+from chatctl import infra
+
+DEMO_ORG = "Demo Org"
+DEMO_EMAIL = "demo@example.com"
+DEMO_NAME = "Demo User"
+
+
+def _usd(value: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as exc:
+        raise argparse.ArgumentTypeError(f"not an amount in dollars: {value!r}") from exc
+    if amount < 0:
+        raise argparse.ArgumentTypeError("a budget cannot be negative")
+    return amount
+
+
+async def _in_transaction(
+    settings: GatewaySettings, work: Callable[[AsyncConnection], Awaitable[Any]]
+) -> Any:
+    engine = create_async_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            return await work(conn)
+    finally:
+        await engine.dispose()
+
+
+def cmd_db_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
+    created = asyncio.run(infra.create_database(settings.database_url))
+    print("created the database" if created else "the database exists")
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: GatewaySettings) -> None:
+    gateway_migrate.upgrade(settings.database_url)
+    history_migrate.upgrade(settings.database_url)
+    print("migrations applied (identity, chat)")
+
+
+def cmd_check(args: argparse.Namespace, settings: GatewaySettings) -> None:
+    problems = asyncio.run(infra.check(settings.amqp_url, settings.database_url))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        sys.exit(1)
+    print("RabbitMQ and PostgreSQL answer")
+
+
+def cmd_org_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
+    async def work(conn: AsyncConnection) -> None:
+        org_id = await identity.create_org(conn, args.name)
+        await history.set_budget(conn, org_id, args.budget_usd)
+        print(f"created org {args.name!r} ({org_id}), monthly budget ${args.budget_usd}")
+
+    asyncio.run(_in_transaction(settings, work))
+
+
+def cmd_budget_set(args: argparse.Namespace, settings: GatewaySettings) -> None:
+    async def work(conn: AsyncConnection) -> None:
+        org_id = await identity.org_id_by_name(conn, args.org)
+        await history.set_budget(conn, org_id, args.usd)
+        print(f"monthly budget of {args.org!r} is now ${args.usd}")
+
+    asyncio.run(_in_transaction(settings, work))
+
+
+def cmd_user_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
+    async def work(conn: AsyncConnection) -> None:
+        org_id = await identity.org_id_by_name(conn, args.org)
+        user = await identity.create_user(conn, org_id, args.email, args.name)
+        print(f"created user {user.email} ({user.user_id}) in {args.org!r}")
+
+    asyncio.run(_in_transaction(settings, work))
+
+
+def cmd_token(args: argparse.Namespace, settings: GatewaySettings) -> None:
+    async def work(conn: AsyncConnection) -> str:
+        user = await identity.user_by_email(conn, args.email)
+        return mint_token(user, settings, args.ttl)
+
+    print(asyncio.run(_in_transaction(settings, work)))
+
+
+def cmd_demo(args: argparse.Namespace, settings: GatewaySettings) -> None:
+    """Create a demo org and user when there are no users yet, and say how to use them."""
+
+    async def work(conn: AsyncConnection) -> str | None:
+        if await identity.count_users(conn) > 0:
+            return None
+        org_id = await identity.create_org(conn, DEMO_ORG)
+        await history.set_budget(conn, org_id, Decimal(10))
+        user = await identity.create_user(conn, org_id, DEMO_EMAIL, DEMO_NAME)
+        return mint_token(user, settings)
+
+    token = asyncio.run(_in_transaction(settings, work))
+    if token is None:
+        print("users exist already; mint a token with: uv run chatctl token --email EMAIL")
+        return
+    print(
+        f"created org {DEMO_ORG!r} (budget $10/month) and user {DEMO_EMAIL}.\n"
+        f"A token for them (valid {settings.access_token_ttl_seconds // 3600} h):\n{token}\n"
+        f"Mint another with: uv run chatctl token --email {DEMO_EMAIL}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatctl", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="the database").add_subparsers(dest="db", required=True)
+    db.add_parser("create", help="create the database if it is missing").set_defaults(
+        func=cmd_db_create
+    )
+    db.add_parser("upgrade", help="apply every service's migrations").set_defaults(
+        func=cmd_db_upgrade
+    )
+    commands.add_parser("check", help="check that RabbitMQ and PostgreSQL answer").set_defaults(
+        func=cmd_check
+    )
+    commands.add_parser("demo", help="create a demo org and user if there are none").set_defaults(
+        func=cmd_demo
+    )
+
+    org = commands.add_parser("org", help="organisations").add_subparsers(dest="org", required=True)
+    org_create = org.add_parser("create", help="create an organisation")
+    org_create.add_argument("name")
+    org_create.add_argument(
+        "--budget-usd", type=_usd, default=Decimal(10), help="monthly LLM budget"
+    )
+    org_create.set_defaults(func=cmd_org_create)
+
+    budget = commands.add_parser("budget", help="LLM budgets").add_subparsers(
+        dest="budget", required=True
+    )
+    budget_set = budget.add_parser("set", help="set an organisation's monthly LLM budget")
+    budget_set.add_argument("--org", required=True)
+    budget_set.add_argument("--usd", type=_usd, required=True)
+    budget_set.set_defaults(func=cmd_budget_set)
+
+    user = commands.add_parser("user", help="users").add_subparsers(dest="user", required=True)
+    user_create = user.add_parser("create", help="create a user")
+    user_create.add_argument("--org", required=True)
+    user_create.add_argument("--email", required=True)
+    user_create.add_argument("--name", required=True)
+    user_create.set_defaults(func=cmd_user_create)
+
+    token = commands.add_parser("token", help="print an access token (JWT) for a user")
+    token.add_argument("--email", required=True)
+    token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    token.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = GatewaySettings()
+    try:
+        args.func(args, settings)
+    except identity.IdentityError as exc:
+        print(f"chatctl: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except (OSError, infra.Unreachable) as exc:
+        print(f"chatctl: {exc}", file=sys.stderr)
+        sys.exit(2)

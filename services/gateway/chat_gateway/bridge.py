@@ -1,0 +1,145 @@
+"""The gateway's side of the broker, on raw aio-pika: this is the per-token hot path.
+
+- publishes user messages (persistent, publisher confirms, mandatory);
+- owns this replica's private queue, bound to `session.<id>.*` for exactly the sessions it holds
+  sockets for, and hands each event to the hub;
+- asks the history service questions (request/reply over a private reply queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from uuid import UUID, uuid4
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from pydantic import BaseModel
+
+from chat_gateway.settings import GatewaySettings
+from chat_shared.contracts import UserMessage
+from chat_shared.declare import declare_topology
+from chat_shared.topology import Topology, session_binding, session_key
+
+log = logging.getLogger("chat_gateway.bridge")
+
+EventHandler = Callable[[str, bytes], None]
+
+
+class BackendUnavailable(Exception):
+    """The broker or the history service did not answer in time."""
+
+
+class BrokerBridge:
+    def __init__(self, settings: GatewaySettings, on_event: EventHandler) -> None:
+        self._settings = settings
+        self._topology = Topology(settings.broker_prefix)
+        self._on_event = on_event
+        self.replica_id = uuid4().hex[:12]
+        self._connection: AbstractRobustConnection | None = None
+        self._events: AbstractExchange | None = None
+        self._rpc_exchange: AbstractExchange | None = None
+        self._session_queue: AbstractQueue | None = None
+        self._reply_queue: AbstractQueue | None = None
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self._settings.amqp_url,
+            client_properties={"connection_name": f"gateway-{self.replica_id}"},
+        )
+        publish_channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        await declare_topology(publish_channel, self._topology)
+        self._events = await publish_channel.get_exchange(self._topology.events.name)
+        self._rpc_exchange = publish_channel.default_exchange
+
+        consume_channel = await self._connection.channel()
+        await consume_channel.set_qos(prefetch_count=2000)
+        name = self._topology.gateway_queue(self.replica_id)
+        self._session_queue = await consume_channel.declare_queue(
+            name, exclusive=True, auto_delete=True
+        )
+        await self._session_queue.consume(self._deliver, no_ack=True)
+        self._reply_queue = await consume_channel.declare_queue(
+            f"{name}.replies", exclusive=True, auto_delete=True
+        )
+        await self._reply_queue.consume(self._on_reply, no_ack=True)
+
+    async def stop(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def _deliver(self, message: AbstractIncomingMessage) -> None:
+        if message.routing_key is not None:
+            self._on_event(message.routing_key, message.body)
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._pending.pop(message.correlation_id or "", None)
+        if future is not None and not future.done():
+            future.set_result(message.body)
+
+    async def bind(self, session_id: UUID) -> None:
+        assert self._session_queue is not None and self._events is not None
+        await self._session_queue.bind(self._events, routing_key=session_binding(session_id))
+
+    async def unbind(self, session_id: UUID) -> None:
+        assert self._session_queue is not None and self._events is not None
+        try:
+            await self._session_queue.unbind(self._events, routing_key=session_binding(session_id))
+        except Exception:  # a stale binding only costs a few dropped deliveries
+            log.warning("could not unbind a session", exc_info=True)
+
+    async def publish_user_message(self, message: UserMessage) -> None:
+        assert self._events is not None
+        try:
+            await asyncio.wait_for(
+                self._events.publish(
+                    aio_pika.Message(
+                        message.model_dump_json().encode(),
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        correlation_id=str(message.correlation_id),
+                    ),
+                    routing_key=session_key(message.session_id, message.type),
+                    mandatory=True,
+                ),
+                timeout=self._settings.history_rpc_timeout_seconds,
+            )
+        except Exception as exc:
+            raise BackendUnavailable("the message broker did not accept the message") from exc
+
+    async def ask_history(self, request: BaseModel) -> bytes:
+        assert self._rpc_exchange is not None and self._reply_queue is not None
+        correlation_id = uuid4().hex
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        timeout = self._settings.history_rpc_timeout_seconds
+        try:
+            await self._rpc_exchange.publish(
+                aio_pika.Message(
+                    request.model_dump_json().encode(),
+                    content_type="application/json",
+                    correlation_id=correlation_id,
+                    reply_to=self._reply_queue.name,
+                    expiration=timeout,
+                ),
+                routing_key=self._topology.history_rpc.name,
+            )
+            return await asyncio.wait_for(future, timeout=timeout)
+        except Exception as exc:
+            raise BackendUnavailable("the history service did not answer") from exc
+        finally:
+            self._pending.pop(correlation_id, None)

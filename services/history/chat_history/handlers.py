@@ -1,0 +1,106 @@
+"""Persists session events and answers history questions (RabbitMQ request/reply)."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.middlewares import AckPolicy
+from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chat_history import repository
+from chat_history.settings import HistorySettings
+from chat_shared.contracts import (
+    AnyHistoryRequest,
+    AnySessionEvent,
+    CompleteEvent,
+    ContextReply,
+    ErrorEvent,
+    GetContext,
+    OpenSession,
+    ReserveBudget,
+    RoutedEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    UserMessage,
+    history_request_adapter,
+    session_event_adapter,
+)
+from chat_shared.runtime import process_work
+from chat_shared.topology import Topology
+
+log = logging.getLogger("chat_history")
+
+
+def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngine) -> None:
+    topology = Topology(settings.broker_prefix)
+
+    async def persist(event: AnySessionEvent) -> None:
+        async with engine.begin() as conn:
+            match event:
+                case UserMessage():
+                    await repository.save_user_message(conn, event)
+                case RoutedEvent():
+                    await repository.save_routed(conn, event)
+                case ToolCallEvent():
+                    await repository.save_tool_call(conn, event)
+                case ToolResultEvent():
+                    await repository.save_tool_result(conn, event)
+                case CompleteEvent():
+                    await repository.save_complete(conn, event)
+                case ErrorEvent():
+                    await repository.save_error(conn, event)
+                case _:
+                    log.warning("ignored an event the history service does not persist")
+
+    @broker.subscriber(
+        topology.history_events,
+        topology.events,
+        channel=Channel(prefetch_count=settings.history_prefetch),
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def on_session_event(msg: RabbitMessage) -> None:
+        await process_work(msg, session_event_adapter.validate_json, persist)
+
+    async def answer(request: AnyHistoryRequest) -> BaseModel:
+        async with engine.begin() as conn:
+            match request:
+                case OpenSession():
+                    return await repository.open_session(
+                        conn,
+                        request.org_id,
+                        request.user_id,
+                        request.session_id,
+                        request.history_limit,
+                    )
+                case GetContext():
+                    turns = await repository.context_turns(
+                        conn,
+                        request.org_id,
+                        request.user_id,
+                        request.session_id,
+                        request.exclude_message_id,
+                        request.limit,
+                    )
+                    return ContextReply(turns=turns)
+                case ReserveBudget():
+                    return await repository.reserve_budget(
+                        conn,
+                        request.org_id,
+                        request.message_id,
+                        request.amount_usd,
+                        settings.default_org_budget_usd,
+                        settings.budget_hold_ttl_seconds,
+                    )
+
+    @broker.subscriber(topology.history_rpc)
+    async def on_request(msg: RabbitMessage) -> bytes:
+        try:
+            request = history_request_adapter.validate_json(msg.body)
+        except ValidationError:
+            log.warning("refused a malformed history request")
+            return b'{"error":"bad_request"}'
+        reply = await answer(request)
+        return reply.model_dump_json().encode()

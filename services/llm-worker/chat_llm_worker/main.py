@@ -1,0 +1,34 @@
+"""LLM worker service: app factory and entry point."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.asgi import AsgiFastStream
+
+from chat_llm_worker.handlers import register
+from chat_llm_worker.providers import Provider, create_provider
+from chat_llm_worker.settings import LlmWorkerSettings
+from chat_shared.runtime import create_broker, serve, service_app
+
+SERVICE = "llm-worker"
+log = logging.getLogger("chat_llm_worker")
+
+
+def create_app(
+    settings: LlmWorkerSettings | None = None, provider: Provider | None = None
+) -> AsgiFastStream:
+    settings = settings or LlmWorkerSettings()
+    provider = provider or create_provider(settings)
+    broker = create_broker(settings, SERVICE)
+    register(broker, settings, provider)
+
+    async def announce() -> None:
+        log.info("answering with provider %s, model %s", provider.name, provider.model)
+
+    return service_app(broker, settings, after_startup=[announce])
+
+
+def run() -> None:
+    settings = LlmWorkerSettings()
+    serve(create_app(settings), settings, SERVICE)

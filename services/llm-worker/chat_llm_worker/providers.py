@@ -1,0 +1,250 @@
+"""Where answers come from: a provider turns a prompt into a stream of text deltas.
+
+Two implementations, both real:
+- `AnthropicProvider` streams from the Messages API with the official SDK;
+- `ScriptedProvider` generates a deterministic reply locally (tests, benchmarks, offline demos)
+  and names itself as such in every answer, so it is never mistaken for Claude.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import anthropic
+from anthropic.types import MessageParam
+
+from chat_llm_worker.settings import LlmWorkerSettings
+from chat_shared.contracts import ContextTurn
+from chat_shared.protocol import ErrorCode
+
+SCRIPTED_MODEL = "scripted-offline-v1"
+# A scripted prompt that starts with this is answered with the rest of the prompt, verbatim:
+# how tests and demos make the scripted model say something specific.
+ECHO_PREFIX = "echo:"
+
+
+@dataclass(frozen=True)
+class ProviderRequest:
+    system: str
+    turns: list[ContextTurn]
+    text: str
+    max_tokens: int
+
+    def prompt_chars(self) -> int:
+        return len(self.system) + len(self.text) + sum(len(turn.text) for turn in self.turns)
+
+
+@dataclass
+class TokenCount:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class ProviderError(Exception):
+    """A failure the user is told about, with a stable error code."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class ProviderStream(Protocol):
+    """One answer being generated. Iterate for text deltas; `tokens` counts what was used so
+    far, also when the iteration ends with a `ProviderError`."""
+
+    model: str
+    tokens: TokenCount
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+
+class Provider(Protocol):
+    name: str
+    model: str
+
+    def stream(self, request: ProviderRequest) -> ProviderStream: ...
+
+
+# -- Anthropic ---------------------------------------------------------------------------------
+
+
+def _messages(request: ProviderRequest) -> list[MessageParam]:
+    """Earlier turns plus the new message, as strictly alternating user/assistant messages."""
+    merged: list[tuple[Literal["user", "assistant"], str]] = []
+    for role, text in [*((t.role, t.text) for t in request.turns), ("user", request.text)]:
+        if not text:
+            continue
+        if merged and merged[-1][0] == role:
+            merged[-1] = (role, f"{merged[-1][1]}\n\n{text}")
+        else:
+            merged.append((role, text))
+    while merged and merged[0][0] != "user":
+        merged.pop(0)
+    messages: list[MessageParam] = []
+    for role, text in merged:
+        if role == "user":
+            messages.append({"role": "user", "content": text})
+        else:
+            messages.append({"role": "assistant", "content": text})
+    return messages
+
+
+def _provider_error(exc: anthropic.APIError) -> ProviderError:
+    if isinstance(exc, anthropic.RateLimitError):
+        return ProviderError(
+            ErrorCode.LLM_RATE_LIMITED,
+            "The AI model is getting too many requests right now. Try again in a minute.",
+            retryable=True,
+        )
+    if isinstance(exc, anthropic.APIConnectionError | anthropic.InternalServerError):
+        return ProviderError(
+            ErrorCode.LLM_UNAVAILABLE,
+            "The AI model could not be reached or is overloaded. Try again in a moment.",
+            retryable=True,
+        )
+    if isinstance(exc, anthropic.BadRequestError | anthropic.AuthenticationError):
+        return ProviderError(
+            ErrorCode.LLM_ERROR,
+            "The AI model refused this request. If it keeps happening, tell your administrator.",
+            retryable=False,
+        )
+    return ProviderError(
+        ErrorCode.LLM_ERROR,
+        "The AI model stopped with an error before finishing. Try again.",
+        retryable=True,
+    )
+
+
+class AnthropicStream:
+    def __init__(
+        self, client: anthropic.AsyncAnthropic, model: str, request: ProviderRequest
+    ) -> None:
+        self._client = client
+        self._request = request
+        self.model = model
+        self.tokens = TokenCount()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        request = self._request
+        stream_manager = self._client.messages.stream(
+            model=self.model,
+            max_tokens=request.max_tokens,
+            system=request.system,
+            messages=_messages(request),
+        )
+        stream = None
+        try:
+            async with stream_manager as stream:
+                async for text in stream.text_stream:
+                    yield text
+                final = await stream.get_final_message()
+                self.model = final.model
+                self.tokens = TokenCount(final.usage.input_tokens, final.usage.output_tokens)
+        except anthropic.APIError as exc:
+            if stream is not None:
+                # What was generated before the failure still costs money: count it.
+                usage = stream.current_message_snapshot.usage
+                self.tokens = TokenCount(usage.input_tokens, usage.output_tokens)
+            raise _provider_error(exc) from exc
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, settings: LlmWorkerSettings) -> None:
+        assert settings.anthropic_api_key is not None
+        self.model = settings.anthropic_model
+        self._client = anthropic.AsyncAnthropic(
+            api_key=settings.anthropic_api_key.get_secret_value(),
+            base_url=settings.anthropic_base_url,
+            max_retries=settings.anthropic_max_retries,
+            timeout=settings.anthropic_timeout_seconds,
+        )
+
+    def stream(self, request: ProviderRequest) -> AnthropicStream:
+        return AnthropicStream(self._client, self.model, request)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+# -- Scripted ----------------------------------------------------------------------------------
+
+
+def scripted_reply(text: str) -> str:
+    """The scripted model's answer to `text`: deterministic, and honest about what it is."""
+    stripped = text.strip()
+    if stripped.lower().startswith(ECHO_PREFIX):
+        return stripped[len(ECHO_PREFIX) :].lstrip()
+    quoted = stripped if len(stripped) <= 200 else stripped[:200] + "…"
+    return (
+        "This answer comes from the **offline scripted model**: no AI model was called. "
+        "Set `ANTHROPIC_API_KEY` to have Claude answer instead.\n\n"
+        f"You wrote:\n\n> {quoted}\n\n"
+        "What the scripted model can show you:\n\n"
+        "1. answers that stream token by token;\n"
+        "2. Markdown: *emphasis*, `code`, lists and tables;\n"
+        "3. the whole path through the gateway, orchestrator, worker and history.\n\n"
+        "| Tier | Handled by | Cost |\n|---|---|---|\n"
+        "| 1 | a tool, e.g. *who am I* | $0 |\n| 2 | the LLM worker | per token |\n\n"
+        '```python\nprint("hello from the scripted model")\n```\n'
+    )
+
+
+def split_deltas(reply: str) -> list[str]:
+    """Cut a reply into 3- and 4-character deltas, the size of a real model's tokens."""
+    deltas: list[str] = []
+    position, size = 0, 3
+    while position < len(reply):
+        deltas.append(reply[position : position + size])
+        position += size
+        size = 7 - size
+    return deltas
+
+
+class ScriptedStream:
+    model = SCRIPTED_MODEL
+
+    def __init__(self, ttft: float, interval: float, request: ProviderRequest) -> None:
+        self._ttft = ttft
+        self._interval = interval
+        self._request = request
+        self.tokens = TokenCount(input_tokens=math.ceil(request.prompt_chars() / 4))
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        start = time.monotonic() + self._ttft
+        for index, delta in enumerate(split_deltas(scripted_reply(self._request.text))):
+            # An absolute schedule: the rate holds however long each publish takes.
+            delay = start + index * self._interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.tokens.output_tokens += 1
+            yield delta
+
+
+class ScriptedProvider:
+    name = "scripted"
+    model = SCRIPTED_MODEL
+
+    def __init__(self, settings: LlmWorkerSettings) -> None:
+        self._ttft = settings.scripted_ttft_ms / 1000
+        self._interval = 1 / settings.scripted_tokens_per_second
+
+    def stream(self, request: ProviderRequest) -> ScriptedStream:
+        return ScriptedStream(self._ttft, self._interval, request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def create_provider(settings: LlmWorkerSettings) -> AnthropicProvider | ScriptedProvider:
+    if settings.provider == "anthropic":
+        return AnthropicProvider(settings)
+    return ScriptedProvider(settings)

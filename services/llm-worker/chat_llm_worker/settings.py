@@ -1,0 +1,73 @@
+"""LLM worker settings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from chat_shared.settings import ServiceSettings
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are the assistant of Finnest's agent chat. Answer clearly and concisely, in Markdown. "
+    "If you do not know something, say so rather than guessing."
+)
+
+
+class Price(BaseModel):
+    """US dollars per million tokens."""
+
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+
+
+def _default_prices() -> dict[str, Price]:
+    # Anthropic list prices. The scripted provider is free: nothing is called.
+    def price(input_usd: int, output_usd: int) -> Price:
+        return Price(input_per_mtok=Decimal(input_usd), output_per_mtok=Decimal(output_usd))
+
+    return {
+        "claude-sonnet-4-5": price(3, 15),
+        "claude-opus-4-1": price(15, 75),
+        "claude-haiku-4-5": price(1, 5),
+        "scripted-offline-v1": price(0, 0),
+    }
+
+
+class LlmWorkerSettings(ServiceSettings):
+    health_port: int = 8102
+    # None: `anthropic` when ANTHROPIC_API_KEY is set, otherwise `scripted`.
+    llm_provider: Literal["anthropic", "scripted"] | None = None
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_max_retries: int = 2
+    anthropic_timeout_seconds: float = 120.0
+    llm_max_tokens: int = Field(default=1024, ge=1)
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    scripted_ttft_ms: float = Field(default=300, ge=0)
+    scripted_tokens_per_second: float = Field(default=60, gt=0)
+    # How many answers one worker streams at once.
+    llm_concurrency: int = Field(default=16, ge=1)
+    # Earlier turns of the session sent to the model as context.
+    context_turns: int = 20
+    history_rpc_timeout_seconds: float = 5.0
+    model_prices: dict[str, Price] = Field(default_factory=_default_prices)
+
+    @property
+    def provider(self) -> Literal["anthropic", "scripted"]:
+        if self.llm_provider is not None:
+            return self.llm_provider
+        return "anthropic" if self.anthropic_api_key else "scripted"
+
+    @model_validator(mode="after")
+    def _check(self) -> LlmWorkerSettings:
+        if self.provider == "anthropic":
+            if self.anthropic_api_key is None:
+                raise ValueError("LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY")
+            if self.anthropic_model not in self.model_prices:
+                raise ValueError(
+                    f"ANTHROPIC_MODEL {self.anthropic_model!r} has no price in MODEL_PRICES"
+                )
+        return self
