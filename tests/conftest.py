@@ -1,0 +1,79 @@
+"""Infrastructure fixtures: one per piece, session-scoped; per-module databases and prefixes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.infra import (
+    delete_topology,
+    fresh_database,
+    postgres_server_url,
+    rabbitmq_url,
+    unique_prefix,
+)
+from tests.support.seed import TEST_JWT_SECRET
+from tests.support.stack import Stack
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    with rabbitmq_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_server_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres_url: str) -> Iterator[str]:
+    with fresh_database(postgres_url) as url:
+        yield url
+
+
+StackFactory = Callable[..., Stack]
+
+
+@pytest.fixture(scope="module")
+def stack_factory(
+    amqp_url: str, database_url: str, request: pytest.FixtureRequest
+) -> Iterator[StackFactory]:
+    """Start the services as processes, with test settings plus `overrides`."""
+    stacks: list[tuple[Stack, str]] = []
+    module = request.module.__name__.rsplit(".", 1)[-1]
+
+    def start(services: tuple[str, ...] | None = None, **overrides: str) -> Stack:
+        prefix = unique_prefix()
+        log_dir = ARTIFACTS / "logs" / f"{module}-{prefix}"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            "APP_ENV": "test",
+            "AMQP_URL": amqp_url,
+            "DATABASE_URL": database_url,
+            "BROKER_PREFIX": prefix,
+            "JWT_SECRET": TEST_JWT_SECRET,
+            "LLM_PROVIDER": "scripted",
+            "SCRIPTED_TTFT_MS": "50",
+            "SCRIPTED_TOKENS_PER_SECOND": "400",
+            "LOG_LEVEL": "INFO",
+            **overrides,
+        }
+        stack = Stack(env=env, log_dir=log_dir)
+        if services is not None:
+            stack.services = services
+        stacks.append((stack, prefix))
+        stack.start_all()
+        return stack
+
+    yield start
+    for stack, prefix in stacks:
+        stack.stop_all()
+        asyncio.run(delete_topology(amqp_url, prefix))

@@ -1,0 +1,188 @@
+"""The history service's writes are idempotent, reads are scoped, budget holds never overspend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from chat_history import repository
+from chat_shared.contracts import (
+    CompleteEvent,
+    LlmCall,
+    RoutedEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    Usage,
+    UserMessage,
+    UserRef,
+)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url, pool_size=10)
+    yield engine
+    await engine.dispose()
+
+
+def _user() -> UserRef:
+    return UserRef(user_id=uuid4(), org_id=uuid4(), email="a@example.com", name="A")
+
+
+async def _session(engine: AsyncEngine, user: UserRef) -> UUID:
+    async with engine.begin() as conn:
+        snapshot = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
+    assert snapshot.session_id is not None
+    return snapshot.session_id
+
+
+def _turn(user: UserRef, session_id: UUID) -> tuple[UserMessage, RoutedEvent, CompleteEvent]:
+    correlation_id, question, answer = uuid4(), uuid4(), uuid4()
+    message = UserMessage(
+        session_id=session_id,
+        correlation_id=correlation_id,
+        message_id=question,
+        reply_message_id=answer,
+        client_message_id="c",
+        user=user,
+        text="hello",
+        received_at=1_800_000_000.0,
+    )
+    routed = RoutedEvent(
+        session_id=session_id,
+        correlation_id=correlation_id,
+        message_id=answer,
+        user_message_id=question,
+        org_id=user.org_id,
+        user_id=user.user_id,
+        tier=2,
+        routed_at=1_800_000_000.1,
+    )
+    complete = CompleteEvent(
+        session_id=session_id,
+        correlation_id=correlation_id,
+        message_id=answer,
+        seq=3,
+        org_id=user.org_id,
+        user_id=user.user_id,
+        text="hi there",
+        model="m",
+        provider="scripted",
+        llm_call=LlmCall(
+            call_id=uuid4(),
+            provider="scripted",
+            model="m",
+            status="ok",
+            usage=Usage(input_tokens=1, output_tokens=2, cost_usd=Decimal("0.01")),
+            ttft_ms=1.0,
+            total_ms=2.0,
+        ),
+    )
+    return message, routed, complete
+
+
+async def test_redelivered_events_never_duplicate_rows(engine: AsyncEngine) -> None:
+    user = _user()
+    session_id = await _session(engine, user)
+    message, routed, complete = _turn(user, session_id)
+    call = ToolCallEvent(
+        session_id=session_id,
+        correlation_id=message.correlation_id,
+        message_id=routed.message_id,
+        seq=1,
+        org_id=user.org_id,
+        user_id=user.user_id,
+        call_id=uuid4(),
+        tool="who_am_i",
+        input={},
+    )
+    result = ToolResultEvent(
+        **{**call.model_dump(exclude={"type"}), "seq": 2},
+        output={"name": "A"},
+        is_error=False,
+        latency_ms=1.0,
+    )
+    # Out of order and twice over: the answer before its routing, the result before its call.
+    for _ in range(2):
+        async with engine.begin() as conn:
+            await repository.save_complete(conn, complete)
+            await repository.save_routed(conn, routed)
+            await repository.save_user_message(conn, message)
+            await repository.save_tool_result(conn, result)
+            await repository.save_tool_call(conn, call)
+
+    async with engine.begin() as conn:
+        history = await repository.session_messages(conn, user.org_id, user.user_id, session_id, 50)
+        calls = await conn.exec_driver_sql("SELECT count(*) FROM chat.llm_calls")
+    assert [(m.role, m.text, m.status) for m in history] == [
+        ("user", "hello", "complete"),
+        ("assistant", "hi there", "complete"),
+    ]
+    assert len(history[1].tool_calls) == 1 and history[1].tool_calls[0].output == {"name": "A"}
+    assert calls.scalar_one() == 1
+
+
+async def test_history_is_scoped_to_the_owner(engine: AsyncEngine) -> None:
+    owner, stranger = _user(), _user()
+    session_id = await _session(engine, owner)
+    async with engine.begin() as conn:
+        for event in _turn(owner, session_id)[:1]:
+            await repository.save_user_message(conn, event)
+        seen = await repository.open_session(
+            conn, stranger.org_id, stranger.user_id, session_id, 10
+        )
+        same_org = await repository.open_session(
+            conn, owner.org_id, stranger.user_id, session_id, 10
+        )
+        context = await repository.context_turns(
+            conn, stranger.org_id, stranger.user_id, session_id, uuid4(), 10
+        )
+    assert seen.status == "forbidden" and seen.messages == []
+    assert same_org.status == "forbidden"
+    assert context == []
+
+
+async def test_concurrent_budget_holds_never_exceed_the_budget(engine: AsyncEngine) -> None:
+    org_id = uuid4()
+    async with engine.begin() as conn:
+        await repository.set_budget(conn, org_id, Decimal("1.00"))
+
+    async def hold() -> bool:
+        async with engine.begin() as conn:
+            reply = await repository.reserve_budget(
+                conn, org_id, uuid4(), Decimal("0.30"), Decimal(0), 900
+            )
+        return reply.allowed
+
+    granted = await asyncio.gather(*(hold() for _ in range(10)))
+    assert sum(granted) == 3  # 3 x $0.30 fits in $1.00; a fourth would not
+
+
+async def test_a_zero_budget_allows_nothing_even_for_free_calls(engine: AsyncEngine) -> None:
+    org_id = uuid4()
+    async with engine.begin() as conn:
+        await repository.set_budget(conn, org_id, Decimal(0))
+        reply = await repository.reserve_budget(conn, org_id, uuid4(), Decimal(0), Decimal(5), 900)
+    assert reply.allowed is False
+
+
+async def test_spend_this_month_counts_against_the_budget(engine: AsyncEngine) -> None:
+    user = _user()
+    session_id = await _session(engine, user)
+    async with engine.begin() as conn:
+        await repository.set_budget(conn, user.org_id, Decimal("0.015"))
+        complete = _turn(user, session_id)[2]
+        await repository.save_complete(conn, complete)  # spent $0.01
+        small = await repository.reserve_budget(
+            conn, user.org_id, uuid4(), Decimal("0.004"), Decimal(0), 900
+        )
+        large = await repository.reserve_budget(
+            conn, user.org_id, uuid4(), Decimal("0.004"), Decimal(0), 900
+        )
+    assert small.allowed and small.spent_usd == Decimal("0.01")
+    assert not large.allowed  # 0.01 spent + 0.004 held + 0.004 > 0.015

@@ -1,0 +1,31 @@
+"""Reading rows back, to assert what the database holds."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+async def fetch(database_url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            result = await conn.execute(text(sql), params)
+            return [dict(row._mapping) for row in result]
+    finally:
+        await engine.dispose()
+
+
+async def wait_for_rows(
+    database_url: str, sql: str, count: int = 1, timeout: float = 10, **params: Any
+) -> list[dict[str, Any]]:
+    """Rows are written asynchronously by the history service: poll until `count` are there."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = await fetch(database_url, sql, **params)
+        if len(rows) >= count or asyncio.get_running_loop().time() > deadline:
+            return rows
+        await asyncio.sleep(0.05)

@@ -1,0 +1,122 @@
+"""RabbitMQ and PostgreSQL for tests: testcontainers where a Docker engine answers, otherwise
+the servers named by `AMQP_URL` / `DATABASE_URL` (CI on this machine)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from uuid import uuid4
+
+import aio_pika
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from chat_gateway import migrate as gateway_migrate
+from chat_history import migrate as history_migrate
+from chat_shared.topology import Topology
+
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+@functools.cache
+def docker_available() -> bool:
+    """Does a Docker engine answer? A raw `/_ping`: the docker client leaks a socket on failure."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX)
+            address: str | tuple[str, int] = host.removeprefix("unix://")
+        else:
+            hostname, _, port = host.removeprefix("tcp://").partition(":")
+            sock = socket.socket()
+            address = (hostname, int(port or 2375))
+        with sock:
+            sock.settimeout(1)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b"OK" in sock.recv(4096)
+    except OSError:
+        return False
+
+
+@contextmanager
+def rabbitmq_url() -> Iterator[str]:
+    if os.environ.get("AMQP_URL") or not docker_available():
+        yield os.environ.get("AMQP_URL", DEFAULT_AMQP)
+        return
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with RabbitMqContainer("rabbitmq:3.13-management") as container:
+        params = container.get_connection_params()
+        yield f"amqp://guest:guest@{params.host}:{params.port}/"
+
+
+@contextmanager
+def postgres_server_url() -> Iterator[str]:
+    """A URL of the server; tests create their own databases on it."""
+    if os.environ.get("DATABASE_URL") or not docker_available():
+        yield os.environ.get("DATABASE_URL", DEFAULT_DATABASE)
+        return
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16", driver="asyncpg") as container:
+        yield container.get_connection_url()
+
+
+def _dsn(url: str, database: str) -> str:
+    return (
+        make_url(url)
+        .set(drivername="postgresql", database=database)
+        .render_as_string(hide_password=False)
+    )
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, migrated database; dropped afterwards."""
+    name = f"test_{uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(_dsn(server_url, "postgres"))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(drivername="postgresql+asyncpg", database=name)
+    rendered = url.render_as_string(hide_password=False)
+    try:
+        gateway_migrate.upgrade(rendered)
+        history_migrate.upgrade(rendered)
+        yield rendered
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def unique_prefix() -> str:
+    return f"t{uuid4().hex[:10]}"
+
+
+async def delete_topology(amqp_url: str, prefix: str) -> None:
+    """Remove a test's durable queues and exchanges so runs leave nothing behind."""
+    topology = Topology(prefix)
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in (
+            topology.orchestrator_inbox,
+            topology.tool_requests,
+            topology.llm_requests,
+            topology.history_events,
+            topology.history_rpc,
+            topology.dead_letter_queue,
+        ):
+            await channel.queue_delete(queue.name)
+        for exchange in (topology.events, topology.work, topology.dead_letters):
+            await channel.exchange_delete(exchange.name)

@@ -1,0 +1,48 @@
+"""Organisations, users and tokens for tests, written through the owning services' modules."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from uuid import uuid4
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from chat_gateway import identity
+from chat_gateway.auth import mint_token
+from chat_gateway.settings import GatewaySettings
+from chat_history import repository
+from chat_shared.contracts import UserRef
+
+TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+def gateway_settings(**overrides: object) -> GatewaySettings:
+    values: dict[str, object] = {"jwt_secret": TEST_JWT_SECRET, "app_env": "test", **overrides}
+    return GatewaySettings(**values)  # type: ignore[arg-type]
+
+
+async def create_user(
+    database_url: str,
+    *,
+    budget_usd: Decimal = Decimal(10),
+    org: str | None = None,
+    name: str = "Ada Lovelace",
+) -> UserRef:
+    """A user in a new org (or an existing one, by name)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            if org is None:
+                org = f"org-{uuid4().hex[:8]}"
+                org_id = await identity.create_org(conn, org)
+                await repository.set_budget(conn, org_id, budget_usd)
+            else:
+                org_id = await identity.org_id_by_name(conn, org)
+            email = f"{uuid4().hex[:8]}@example.com"
+            return await identity.create_user(conn, org_id, email, name)
+    finally:
+        await engine.dispose()
+
+
+def token_for(user: UserRef, ttl_seconds: int | None = None) -> str:
+    return mint_token(user, gateway_settings(), ttl_seconds)
