@@ -139,8 +139,16 @@ class RoutedEvent(SessionEvent):
 
 
 class TokenEvent(StreamEvent):
+    """Text to append to the answer: one or more of the provider's deltas, in order.
+
+    `deltas` counts the provider deltas joined in `text`; `emitted_at` is when the oldest of them
+    reached the worker (wall clock), so `now() - emitted_at` bounds every one of them's delay.
+    """
+
     type: Literal["token"] = "token"
     text: str
+    deltas: int = Field(default=1, ge=1)
+    emitted_at: float | None = None
 
 
 class ToolCallEvent(StreamEvent):

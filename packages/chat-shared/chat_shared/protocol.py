@@ -96,6 +96,9 @@ class TokenFrame(ServerFrame):
     message_id: UUID
     seq: int
     text: str
+    # How many of the model's deltas `text` joins, and when the oldest reached the worker.
+    deltas: int = 1
+    emitted_at: float | None = None
 
 
 class ToolCallFrame(ServerFrame):

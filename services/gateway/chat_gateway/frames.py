@@ -26,7 +26,13 @@ def to_frame(event: AnySessionEvent) -> ServerFrame | None:
     """The frame for an event, or None for events the browser does not see."""
     match event:
         case TokenEvent():
-            return TokenFrame(message_id=event.message_id, seq=event.seq, text=event.text)
+            return TokenFrame(
+                message_id=event.message_id,
+                seq=event.seq,
+                text=event.text,
+                deltas=event.deltas,
+                emitted_at=event.emitted_at,
+            )
         case ToolCallEvent():
             return ToolCallFrame(
                 message_id=event.message_id,

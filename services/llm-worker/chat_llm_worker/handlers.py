@@ -22,6 +22,7 @@ from chat_shared.contracts import (
     LlmRequest,
     TokenEvent,
     Usage,
+    now,
 )
 from chat_shared.protocol import ErrorCode
 from chat_shared.runtime import process_work, publish_event
@@ -116,6 +117,7 @@ def register(broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provid
 
         try:
             async for delta in stream:
+                emitted_at = now()
                 if ttft_ms is None:
                     ttft_ms = (time.perf_counter() - started) * 1000
                 seq += 1
@@ -129,6 +131,7 @@ def register(broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provid
                         message_id=request.message_id,
                         seq=seq,
                         text=delta,
+                        emitted_at=emitted_at,
                     ),
                     persist=False,
                 )
