@@ -1,0 +1,1 @@
+"""The benchmark: the five services against the minimal relay (docs/benchmarks.md)."""
