@@ -89,7 +89,8 @@ async def test_tier_two_streams_tokens_in_order_and_persists_the_answer(
     tokens = [f for f in frames if f["type"] == "token"]
     complete = frames[-1]
     assert complete["type"] == "complete"
-    assert len(tokens) > 20
+    # Streamed in pieces; a token event may join several deltas (issue 7), none is lost.
+    assert len(tokens) > 1
     assert [t["seq"] for t in tokens] == list(range(1, len(tokens) + 1))
     assert complete["seq"] == len(tokens) + 1
     assert complete["text"] == "".join(t["text"] for t in tokens)
@@ -110,7 +111,7 @@ async def test_tier_two_streams_tokens_in_order_and_persists_the_answer(
         database_url, "SELECT * FROM chat.llm_calls WHERE correlation_id = :c", c=correlation_id
     )
     assert len(calls) == 1
-    assert calls[0]["output_tokens"] == len(tokens)
+    assert calls[0]["output_tokens"] == sum(t["deltas"] for t in tokens)
     assert calls[0]["status"] == "ok" and calls[0]["ttft_ms"] is not None
 
 

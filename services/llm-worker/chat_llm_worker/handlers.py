@@ -10,6 +10,7 @@ from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
+from chat_llm_worker.batcher import TokenBatch, TokenBatcher
 from chat_llm_worker.history_client import HistoryClient
 from chat_llm_worker.pricing import cost, max_cost
 from chat_llm_worker.providers import Provider, ProviderError, ProviderRequest, ProviderStream
@@ -92,23 +93,38 @@ def register(broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provid
             return
         await stream_answer(request, provider.stream(prompt))
 
+    def token_publisher(request: LlmRequest) -> TokenBatcher:
+        async def publish(batch: TokenBatch) -> None:
+            event = TokenEvent(
+                session_id=request.session_id,
+                correlation_id=request.correlation_id,
+                message_id=request.message_id,
+                seq=batch.seq,
+                text=batch.text,
+                deltas=batch.deltas,
+                emitted_at=batch.emitted_at,
+            )
+            await publish_event(broker, topology, event, persist=False)
+
+        return TokenBatcher(publish)
+
     async def stream_answer(request: LlmRequest, stream: ProviderStream) -> None:
         started = time.perf_counter()
         ttft_ms: float | None = None
         parts: list[str] = []
-        seq = 0
+        tokens = token_publisher(request)
 
         def llm_call(status: CallStatus, error_code: str | None = None) -> LlmCall:
-            tokens = stream.tokens
+            usage = stream.tokens
             return LlmCall(
                 call_id=uuid4(),
                 provider=provider.name,
                 model=stream.model,
                 status=status,
                 usage=Usage(
-                    input_tokens=tokens.input_tokens,
-                    output_tokens=tokens.output_tokens,
-                    cost_usd=cost(price, tokens.input_tokens, tokens.output_tokens),
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost_usd=cost(price, usage.input_tokens, usage.output_tokens),
                 ),
                 ttft_ms=ttft_ms,
                 total_ms=(time.perf_counter() - started) * 1000,
@@ -117,25 +133,14 @@ def register(broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provid
 
         try:
             async for delta in stream:
-                emitted_at = now()
                 if ttft_ms is None:
                     ttft_ms = (time.perf_counter() - started) * 1000
-                seq += 1
                 parts.append(delta)
-                await publish_event(
-                    broker,
-                    topology,
-                    TokenEvent(
-                        session_id=request.session_id,
-                        correlation_id=request.correlation_id,
-                        message_id=request.message_id,
-                        seq=seq,
-                        text=delta,
-                        emitted_at=emitted_at,
-                    ),
-                    persist=False,
-                )
+                # Never waits for the broker: deltas that arrive meanwhile are coalesced.
+                tokens.add(delta, now())
+            seq = await tokens.flush()
         except ProviderError as exc:
+            seq = await tokens.flush()
             call = llm_call("error", exc.code)
             log.warning("llm call failed", extra={"code": exc.code, "seq": seq})
             await fail(
@@ -148,6 +153,8 @@ def register(broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provid
                 llm_call=call,
             )
             return
+        finally:
+            await tokens.aclose()
         call = llm_call("ok")
         await publish_event(
             broker,
