@@ -38,6 +38,9 @@ def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path, str]:
     parser.add_argument("--systems", type=_names, default=DEFAULTS.systems)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--name", default="latest", help="file name of the JSON and PNG")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="folder for py-spy profiles of each window"
+    )
     args = parser.parse_args(argv)
     config = BenchConfig(
         levels=args.levels,
@@ -50,6 +53,7 @@ def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path, str]:
         amqp_url=os.environ.get("AMQP_URL", DEFAULTS.amqp_url),
         postgres_url=os.environ.get("DATABASE_URL", DEFAULTS.postgres_url),
         log_dir=args.out / "logs.tmp",
+        profile_dir=args.profile,
     )
     return config, args.out, args.name
 

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +48,8 @@ class BenchConfig:
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     postgres_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     log_dir: Path = Path("bench/results/logs.tmp")
+    # When set: py-spy records every service process during each window, into this folder.
+    profile_dir: Path | None = None
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -120,12 +123,15 @@ def run_level(system: System, sessions: int, config: BenchConfig, seed: int) -> 
         if broker is not None:
             pids["rabbitmq"] = broker
         pipe.expect("window_start")
+        profilers = _start_profilers(config, system.name, sessions, seed, system.pids())
         cpu_start = {name: _cpu_seconds(pid) for name, pid in pids.items()}
         box_start, wall_start = _box_busy_seconds(), time.monotonic()
         pipe.expect("window_end")
         cpu_end = {name: _cpu_seconds(pid) for name, pid in pids.items()}
         box_end, wall_end = _box_busy_seconds(), time.monotonic()
         result: dict[str, Any] = pipe.expect("result")[1]
+        for profiler in profilers:
+            profiler.wait(30)
     finally:
         process.join(30)
         if process.is_alive():
@@ -161,6 +167,25 @@ def run_level(system: System, sessions: int, config: BenchConfig, seed: int) -> 
         result["unfinished_answers"] > 0 or (p99 == p99 and p99 > SATURATED_P99_MS)
     )
     return result
+
+
+def _start_profilers(
+    config: BenchConfig, system: str, sessions: int, repeat: int, pids: dict[str, int]
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each process for the window (collapsed stacks; see bench/profile_top.py)."""
+    if config.profile_dir is None:
+        return []
+    config.profile_dir.mkdir(parents=True, exist_ok=True)
+    py_spy = Path(sys.executable).parent / "py-spy"
+    profilers = []
+    for name, pid in pids.items():
+        out = config.profile_dir / f"{system}-{sessions}-r{repeat}-{name}.txt"
+        command = [str(py_spy), "record", "-p", str(pid), "-d", str(int(config.window_s))]
+        command += ["-f", "raw", "-r", "200", "--nonblocking", "-o", str(out)]
+        profilers.append(
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+    return profilers
 
 
 def _systems(config: BenchConfig, database_url: str, log_dir: Path) -> dict[str, System]:

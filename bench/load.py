@@ -67,7 +67,10 @@ class Samples:
     page_status: set[int] = field(default_factory=set)
     first_token_s: list[float] = field(default_factory=list)
     tier1_s: list[float] = field(default_factory=list)
-    lag_s: list[float] = field(default_factory=list)  # one entry per token (delta)
+    # One entry per token (delta): from when the scripted model produced it (its schedule) to
+    # receipt; and from when the worker read the event's oldest delta (`emitted_at`) to receipt.
+    lag_s: list[float] = field(default_factory=list)
+    after_worker_lag_s: list[float] = field(default_factory=list)
     window_tokens: int = 0
     window_frames: int = 0
     answers: int = 0
@@ -180,31 +183,33 @@ class Session:
         texts: list[str] = []
         next_seq = 1
         in_order = True
-        while True:
-            frame = await self.recv()
-            received = time.time()
-            if frame.get("message_id") != reply_id:
-                continue
-            kind = frame["type"]
-            if kind == "token":
-                deltas = int(frame.get("deltas", 1))
-                if next_seq == 1 and samples.in_window(sent):
-                    samples.first_token_s.append(received - sent - self.plan.ttft_s)
-                if frame["seq"] != next_seq:
-                    in_order = False
-                    samples.duplicate_or_reordered += 1
-                next_seq = frame["seq"] + 1
-                texts.append(frame["text"])
-                self.pending_delivered += deltas
-                if samples.in_window(received):
-                    samples.window_tokens += deltas
-                    samples.window_frames += 1
-                    emitted = frame.get("emitted_at")
-                    if emitted is not None:
-                        # Every delta of the event gets the lag of its oldest: an upper bound.
-                        samples.lag_s.extend([received - emitted] * deltas)
-            elif kind in ("complete", "error"):
-                break
+        # (received, index of the event's first delta, deltas, emitted_at) of each token event
+        events: list[tuple[float, int, int, float | None]] = []
+        try:
+            while True:
+                frame = await self.recv()
+                received = time.time()
+                if frame.get("message_id") != reply_id:
+                    continue
+                kind = frame["type"]
+                if kind == "token":
+                    deltas = int(frame.get("deltas", 1))
+                    if next_seq == 1 and samples.in_window(sent):
+                        samples.first_token_s.append(received - sent - self.plan.ttft_s)
+                    if frame["seq"] != next_seq:
+                        in_order = False
+                        samples.duplicate_or_reordered += 1
+                    next_seq = frame["seq"] + 1
+                    texts.append(frame["text"])
+                    events.append(
+                        (received, self.pending_delivered, deltas, frame.get("emitted_at"))
+                    )
+                    self.pending_delivered += deltas
+                elif kind in ("complete", "error"):
+                    break
+        finally:
+            # Also when cancelled at the end of the drain: what did arrive still counts.
+            self._record_lags(events)
         samples.answers += 1
         self.pending_expected = 0
         if kind == "error":
@@ -217,6 +222,30 @@ class Session:
         if not intact:
             samples.broken_answers += 1
         samples.lost_tokens += max(0, len(split_deltas(expected)) - self.pending_delivered)
+
+    def _record_lags(self, events: list[tuple[float, int, int, float | None]]) -> None:
+        """Lag of every delta received in the window.
+
+        The scripted model emits delta j at start + j / rate. Each event's `emitted_at` is at or
+        after its first delta's due time, so the earliest `emitted_at - j / rate` is the best
+        estimate of `start` (it is exact unless every event was read late).
+        """
+        samples, interval = self.samples, 1 / self.plan.rate
+        stamped = [(emitted - first * interval) for _, first, _, emitted in events if emitted]
+        if not stamped:
+            return
+        start = min(stamped)
+        for received, first, deltas, emitted in events:
+            if not samples.in_window(received):
+                continue
+            samples.window_tokens += deltas
+            samples.window_frames += 1
+            samples.lag_s.extend(
+                received - (start + j * interval) for j in range(first, first + deltas)
+            )
+            if emitted is not None:
+                # Every delta of the event gets the lag of its oldest: an upper bound.
+                samples.after_worker_lag_s.extend([received - emitted] * deltas)
 
     async def converse(self, stop: asyncio.Event, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -315,6 +344,7 @@ def _result(plan: LoadPlan, samples: Samples, mounted: int) -> dict[str, Any]:
         "first_token_overhead_ms": summary(samples.first_token_s, 1000),
         "tier1_round_trip_ms": summary(samples.tier1_s, 1000),
         "token_lag_ms": summary(samples.lag_s, 1000),
+        "token_lag_after_worker_ms": summary(samples.after_worker_lag_s, 1000),
         "delivered_tokens_per_s": round(samples.window_tokens / window, 1),
         "token_frames_per_s": round(samples.window_frames / window, 1),
         "tokens_per_frame": round(samples.window_tokens / max(1, samples.window_frames), 2),
