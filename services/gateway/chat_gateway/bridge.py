@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from chat_gateway.settings import GatewaySettings
 from chat_shared.contracts import UserMessage
 from chat_shared.declare import declare_topology
+from chat_shared.rpc import RpcClient
 from chat_shared.topology import Topology, session_binding, session_key
 
 log = logging.getLogger("chat_gateway.bridge")
@@ -44,10 +45,8 @@ class BrokerBridge:
         self.replica_id = uuid4().hex[:12]
         self._connection: AbstractRobustConnection | None = None
         self._events: AbstractExchange | None = None
-        self._rpc_exchange: AbstractExchange | None = None
         self._session_queue: AbstractQueue | None = None
-        self._reply_queue: AbstractQueue | None = None
-        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._rpc = RpcClient(f"{self._topology.gateway_queue(self.replica_id)}.replies")
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
@@ -59,7 +58,6 @@ class BrokerBridge:
         )
         await declare_topology(publish_channel, self._topology)
         self._events = await publish_channel.get_exchange(self._topology.events.name)
-        self._rpc_exchange = publish_channel.default_exchange
 
         consume_channel = await self._connection.channel()
         await consume_channel.set_qos(prefetch_count=2000)
@@ -68,10 +66,7 @@ class BrokerBridge:
             name, exclusive=True, auto_delete=True
         )
         await self._session_queue.consume(self._deliver, no_ack=True)
-        self._reply_queue = await consume_channel.declare_queue(
-            f"{name}.replies", exclusive=True, auto_delete=True
-        )
-        await self._reply_queue.consume(self._on_reply, no_ack=True)
+        await self._rpc.start(await self._connection.channel())
 
     async def stop(self) -> None:
         if self._connection is not None:
@@ -85,11 +80,6 @@ class BrokerBridge:
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         if message.routing_key is not None:
             self._on_event(message.routing_key, message.body)
-
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        future = self._pending.pop(message.correlation_id or "", None)
-        if future is not None and not future.done():
-            future.set_result(message.body)
 
     async def bind(self, session_id: UUID) -> None:
         assert self._session_queue is not None and self._events is not None
@@ -122,24 +112,11 @@ class BrokerBridge:
             raise BackendUnavailable("the message broker did not accept the message") from exc
 
     async def ask_history(self, request: BaseModel) -> bytes:
-        assert self._rpc_exchange is not None and self._reply_queue is not None
-        correlation_id = uuid4().hex
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._pending[correlation_id] = future
-        timeout = self._settings.history_rpc_timeout_seconds
         try:
-            await self._rpc_exchange.publish(
-                aio_pika.Message(
-                    request.model_dump_json().encode(),
-                    content_type="application/json",
-                    correlation_id=correlation_id,
-                    reply_to=self._reply_queue.name,
-                    expiration=timeout,
-                ),
-                routing_key=self._topology.history_rpc.name,
+            return await self._rpc.ask(
+                self._topology.history_rpc.name,
+                request.model_dump_json().encode(),
+                expires_in=self._settings.history_rpc_timeout_seconds,
             )
-            return await asyncio.wait_for(future, timeout=timeout)
         except Exception as exc:
             raise BackendUnavailable("the history service did not answer") from exc
-        finally:
-            self._pending.pop(correlation_id, None)

@@ -12,6 +12,7 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from chat_llm_worker.batcher import TokenBatch, TokenBatcher
 from chat_llm_worker.history_client import HistoryClient
+from chat_llm_worker.link import WorkerLink
 from chat_llm_worker.pricing import cost, max_cost
 from chat_llm_worker.providers import Provider, ProviderError, ProviderRequest, ProviderStream
 from chat_llm_worker.settings import LlmWorkerSettings
@@ -39,9 +40,11 @@ BUDGET_MESSAGE = (
 UNAVAILABLE_MESSAGE = "The chat history service did not answer in time. Try again in a moment."
 
 
-def register(broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provider) -> None:
+def register(
+    broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provider, link: WorkerLink
+) -> None:
     topology = Topology(settings.broker_prefix)
-    history = HistoryClient(broker, topology, settings.history_rpc_timeout_seconds)
+    history = HistoryClient(link.rpc, topology, settings.history_rpc_timeout_seconds)
     price = settings.model_prices[provider.model]
 
     async def fail(

@@ -5,8 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 from uuid import UUID
 
-from faststream.rabbit import RabbitBroker
-
 from chat_shared.contracts import (
     BudgetReply,
     ContextReply,
@@ -15,23 +13,20 @@ from chat_shared.contracts import (
     LlmRequest,
     ReserveBudget,
 )
+from chat_shared.rpc import RpcClient
 from chat_shared.topology import Topology
 
 
 class HistoryClient:
-    def __init__(self, broker: RabbitBroker, topology: Topology, timeout: float) -> None:
-        self._broker = broker
+    def __init__(self, rpc: RpcClient, topology: Topology, timeout: float) -> None:
+        self._rpc = rpc
         self._queue = topology.history_rpc.name
         self._timeout = timeout
 
     async def _ask(self, request: GetContext | ReserveBudget) -> bytes:
-        reply = await self._broker.request(
-            request.model_dump_json().encode(),
-            queue=self._queue,
-            timeout=self._timeout,
-            content_type="application/json",
+        return await self._rpc.ask(
+            self._queue, request.model_dump_json().encode(), expires_in=self._timeout
         )
-        return bytes(reply.body)
 
     async def context(self, request: LlmRequest, limit: int) -> list[ContextTurn]:
         body = await self._ask(

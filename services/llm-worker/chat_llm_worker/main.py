@@ -7,6 +7,7 @@ import logging
 from faststream.asgi import AsgiFastStream
 
 from chat_llm_worker.handlers import register
+from chat_llm_worker.link import WorkerLink
 from chat_llm_worker.providers import Provider, create_provider
 from chat_llm_worker.settings import LlmWorkerSettings
 from chat_shared.runtime import create_broker, serve, service_app
@@ -21,12 +22,23 @@ def create_app(
     settings = settings or LlmWorkerSettings()
     provider = provider or create_provider(settings)
     broker = create_broker(settings, SERVICE)
-    register(broker, settings, provider)
+    link = WorkerLink(settings)
+    register(broker, settings, provider, link)
 
     async def announce() -> None:
         log.info("answering with provider %s, model %s", provider.name, provider.model)
 
-    return service_app(broker, settings, after_startup=[announce])
+    async def link_connected() -> bool:
+        return link.connected
+
+    return service_app(
+        broker,
+        settings,
+        ready_checks=[link_connected],
+        on_startup=[link.start],
+        after_startup=[announce],
+        on_shutdown=[link.stop],
+    )
 
 
 def run() -> None:
