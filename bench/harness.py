@@ -138,6 +138,7 @@ def run_level(system: System, sessions: int, config: BenchConfig, seed: int) -> 
             process.kill()
     window = wall_end - wall_start
     tokens = result["delivered_tokens_per_s"] * window
+    frames = result["token_frames_per_s"] * window
     cpu = {
         name: (cpu_end[name] or 0.0) - (cpu_start[name] or 0.0)
         for name in pids
@@ -152,6 +153,11 @@ def run_level(system: System, sessions: int, config: BenchConfig, seed: int) -> 
             "cpu_cores": {name: round(seconds / window, 3) for name, seconds in cpu.items()},
             "cpu_s_per_1000_tokens": {
                 name: round(seconds / (tokens / 1000), 4) if tokens else None
+                for name, seconds in cpu.items()
+            },
+            # Per token event (one broker message, one WebSocket frame): CPU per message.
+            "cpu_us_per_token_event": {
+                name: round(seconds / frames * 1e6, 1) if frames else None
                 for name, seconds in cpu.items()
             },
             "front_rss_kb": round(rss_mounted / 1024),

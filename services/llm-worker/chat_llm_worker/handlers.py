@@ -107,7 +107,7 @@ def register(
                 deltas=batch.deltas,
                 emitted_at=batch.emitted_at,
             )
-            await publish_event(broker, topology, event, persist=False)
+            await link.publish_token(event)
 
         return TokenBatcher(publish)
 
