@@ -1,0 +1,114 @@
+"""The gateway's broker bridge on real RabbitMQ: session events reach it, also after the broker
+drops its connection (aio-pika reconnects; the bridge must start its own consumer again)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import aio_pika
+import pytest
+
+from chat_gateway.bridge import BrokerBridge
+from chat_shared.contracts import TokenEvent
+from chat_shared.topology import Topology, session_key
+from tests.support.infra import delete_topology, unique_prefix
+from tests.support.seed import gateway_settings
+
+
+class Received:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    def __call__(self, routing_key: str, body: bytes) -> None:
+        self.queue.put_nowait((routing_key, body))
+
+
+@pytest.fixture
+async def bridge(amqp_url: str) -> AsyncIterator[tuple[BrokerBridge, Received, str]]:
+    prefix = unique_prefix()
+    received = Received()
+    bridge = BrokerBridge(gateway_settings(amqp_url=amqp_url, broker_prefix=prefix), received)
+    await bridge.start()
+    yield bridge, received, prefix
+    await bridge.stop()
+    await delete_topology(amqp_url, prefix)
+
+
+async def _publish_token(amqp_url: str, prefix: str, session_id: object, text: str) -> None:
+    event = TokenEvent(
+        session_id=session_id, correlation_id=uuid4(), message_id=uuid4(), seq=1, text=text
+    )
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(Topology(prefix).events.name)
+        await exchange.publish(
+            aio_pika.Message(event.model_dump_json().encode()),
+            routing_key=session_key(event.session_id, "token"),
+        )
+
+
+def _rabbitmqctl(*args: str) -> str:
+    return subprocess.run(
+        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+
+
+def _close_connection_named(connection_name: str) -> bool:
+    """Make the broker close a client's connection, as a broker restart or a network cut would."""
+    if shutil.which("rabbitmqctl") is None:
+        return False
+    try:
+        listing = _rabbitmqctl("list_connections", "pid", "client_properties")
+    except (OSError, subprocess.SubprocessError):
+        return False
+    for line in listing.splitlines():
+        if connection_name in line:
+            _rabbitmqctl("close_connection", line.split("\t", 1)[0], "closed by a test")
+            return True
+    return False
+
+
+async def test_events_of_a_bound_session_are_delivered_until_it_is_unbound(
+    bridge: tuple[BrokerBridge, Received, str], amqp_url: str
+) -> None:
+    gateway, received, prefix = bridge
+    session_id = uuid4()
+    await gateway.bind(session_id)
+    await _publish_token(amqp_url, prefix, session_id, "hello")
+    routing_key, body = await asyncio.wait_for(received.queue.get(), 10)
+    assert routing_key == session_key(session_id, "token")
+    assert TokenEvent.model_validate_json(body).text == "hello"
+
+    await gateway.unbind(session_id)
+    await _publish_token(amqp_url, prefix, session_id, "nobody listens")
+    other = uuid4()
+    await gateway.bind(other)
+    await _publish_token(amqp_url, prefix, other, "next")
+    routing_key, _ = await asyncio.wait_for(received.queue.get(), 10)
+    assert routing_key == session_key(other, "token")  # nothing of the unbound session came
+
+
+async def test_delivery_resumes_after_the_broker_drops_the_connection(
+    bridge: tuple[BrokerBridge, Received, str], amqp_url: str
+) -> None:
+    gateway, received, prefix = bridge
+    session_id = uuid4()
+    await gateway.bind(session_id)
+    if not _close_connection_named(f"gateway-{gateway.replica_id}"):
+        pytest.skip("rabbitmqctl cannot reach this broker (e.g. a container)")
+    # Publish until the reconnected bridge receives: it re-declares its queue, re-binds the
+    # session and starts its consumer again.
+    for attempt in range(100):
+        await _publish_token(amqp_url, prefix, session_id, f"after-{attempt}")
+        try:
+            routing_key, _ = await asyncio.wait_for(received.queue.get(), 0.2)
+        except TimeoutError:
+            continue
+        assert routing_key == session_key(session_id, "token")
+        return
+    pytest.fail("no event reached the bridge after the connection was dropped")
