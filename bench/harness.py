@@ -34,9 +34,9 @@ PIPE_TIMEOUT_S = 180.0
 
 @dataclass(frozen=True)
 class BenchConfig:
-    levels: tuple[int, ...] = (10, 50, 100, 200)
+    levels: tuple[int, ...] = (10, 25, 100, 200)
     repeats: int = 3
-    window_s: float = 8.0
+    window_s: float = 6.0
     ttft_ms: float = 300.0
     rate: float = 60.0
     answer_chars: int = 700  # ~200 deltas: ~3.3 s at 60 deltas/s

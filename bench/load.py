@@ -171,9 +171,9 @@ class Session:
                 self.samples.error(frame["code"])
                 return
 
-    async def tier2(self) -> None:
+    async def tier2(self, chars: int | None = None) -> None:
         samples = self.samples
-        expected = question(self.rng, self.plan.answer_chars)
+        expected = question(self.rng, chars or self.plan.answer_chars)
         self.pending_expected = len(split_deltas(expected))
         self.pending_delivered = 0
         sent, reply_id = await self.send(f"echo: {expected}")
@@ -286,7 +286,7 @@ async def _warm_up(plan: LoadPlan) -> None:
     """One session through every path, so the measured sessions meet warm services."""
     session = Session(plan, plan.tokens[0], Samples(), seed=-1)
     await session.mount()
-    await session.tier2()
+    await session.tier2(chars=40)
     await session.tier1()
     await session.close()
 
