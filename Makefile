@@ -7,11 +7,13 @@ export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat
 export GATEWAY_PORT ?= 8000
 
-.PHONY: help run test lint deps web check-infra db
+.PHONY: help run test lint deps web check-infra db bench
 
 help:
 	@echo "make run   - install what is missing, prepare the database, start the five services"
 	@echo "make test  - lint, type-check and run the whole test suite"
+	@echo "make bench - the benchmark: the five services vs the minimal relay (a few minutes;"
+	@echo "             BENCH_ARGS=\"--levels 10,100 --repeats 1\" to change it, see docs/benchmarks.md)"
 
 $(UV):
 	@echo "installing uv (the Python package manager) with pip"
@@ -43,8 +45,12 @@ run: deps web db
 lint: deps
 	$(UV) run ruff format --check .
 	$(UV) run ruff check .
-	$(UV) run mypy services packages
+	$(UV) run mypy services packages bench
 	$(UV) run lint-imports
 
 test: deps web lint
 	$(UV) run pytest
+
+# Writes bench/results/latest.json and latest.png; the README shows the latest plot.
+bench: check-infra
+	$(UV) run python -m bench $(BENCH_ARGS)

@@ -89,7 +89,7 @@ class _Pipe:
 
 
 def run_level(system: System, sessions: int, config: BenchConfig, seed: int) -> dict[str, Any]:
-    system.restart_front()
+    system.fresh_front()
     plan = LoadPlan(
         http_url=system.http_url,
         ws_url=system.ws_url,

@@ -28,7 +28,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from bench.stats import summary
-from chat_llm_worker.providers import split_deltas
+from chat_llm_worker.scripted import split_deltas
 
 TIER1_TEXT = "who am I"
 WORDS = ("agent", "token", "queue", "broker", "socket", "answer", "model", "budget", "worker")

@@ -30,7 +30,7 @@ import aio_pika
 import uvicorn
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
 
-from chat_llm_worker.providers import split_deltas
+from chat_llm_worker.scripted import scripted_reply, split_deltas
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -198,7 +198,7 @@ class RelayLlm:
             complete = {"type": "complete", "message_id": message_id, "seq": 1, "text": "you"}
             await self._publish(session_id, "complete", complete)
             return
-        reply = text.strip().removeprefix("echo:").lstrip()
+        reply = scripted_reply(text)
         deltas = split_deltas(reply)
         start = time.monotonic() + self._ttft
         for index, delta in enumerate(deltas):

@@ -1,8 +1,8 @@
 """The two systems under test, as processes: the product's five services, and the minimal relay.
 
-Both expose the same face to the harness: start the back end once, restart the front (the
-gateway, or the relay server) before each load level so its memory is measured from a fresh
-process, name the processes whose CPU time counts, and hand out one access token per session.
+Both expose the same face to the harness: start everything once, restart the front (the
+gateway, or the relay server) before each further load level so its memory is measured from a
+fresh process, name the processes whose CPU time counts, and hand out one access token per session.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,7 +46,8 @@ class System(Protocol):
 
     def start(self) -> None: ...
 
-    def restart_front(self) -> None: ...
+    def fresh_front(self) -> None:
+        """Restart the front process unless it has served no load level yet."""
 
     def front_pid(self) -> int: ...
 
@@ -109,6 +111,7 @@ class Ours:
         self._prefix = unique_prefix()
         self._secret = uuid4().hex * 2
         self._users: list[UserRef] = []
+        self._front_used = False
         env = {
             "APP_ENV": "development",
             "AMQP_URL": amqp_url,
@@ -136,10 +139,12 @@ class Ours:
     def start(self) -> None:
         self.stack.start_all()
 
-    def restart_front(self) -> None:
-        self.stack.stop("gateway")
-        self.stack.start("gateway")
-        self.stack.wait_ready(("gateway",))
+    def fresh_front(self) -> None:
+        if self._front_used:
+            self.stack.stop("gateway")
+            self.stack.start("gateway")
+            self.stack.wait_ready(("gateway",))
+        self._front_used = True
 
     def front_pid(self) -> int:
         return self.stack.processes["gateway"].pid
@@ -155,6 +160,10 @@ class Ours:
         return tuple(mint_token(user, settings, 6 * 3600) for user in self._users[:count])
 
     def stop(self) -> None:
+        # Signal every service first, so they shut down together rather than one by one.
+        for process in self.stack.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
         self.stack.stop_all()
         asyncio.run(delete_topology(self._amqp_url, self._prefix))
 
@@ -172,6 +181,7 @@ class Relay:
         self._rate = rate
         self._port = free_port()
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._front_used = False
         log_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -231,10 +241,12 @@ class Relay:
                 process.kill()
                 process.wait()
 
-    def restart_front(self) -> None:
-        self._stop("server")
-        self._spawn("server", "--port", str(self._port))
-        self._wait("server", None)
+    def fresh_front(self) -> None:
+        if self._front_used:
+            self._stop("server")
+            self._spawn("server", "--port", str(self._port))
+            self._wait("server", None)
+        self._front_used = True
 
     def front_pid(self) -> int:
         return self._processes["server"].pid
