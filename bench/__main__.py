@@ -27,6 +27,13 @@ def _names(value: str) -> tuple[str, ...]:
     return names
 
 
+def _pair(value: str) -> tuple[str, str]:
+    name, sep, setting = value.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
+    return name, setting
+
+
 def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path, str]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=_ints, default=DEFAULTS.levels, help="sessions per level")
@@ -38,6 +45,14 @@ def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path, str]:
     parser.add_argument("--systems", type=_names, default=DEFAULTS.systems)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--name", default="latest", help="file name of the JSON and PNG")
+    parser.add_argument(
+        "--ours-env",
+        action="append",
+        type=_pair,
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of the five services (repeatable)",
+    )
     parser.add_argument(
         "--profile", type=Path, default=None, help="folder for py-spy profiles of each window"
     )
@@ -54,6 +69,7 @@ def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path, str]:
         postgres_url=os.environ.get("DATABASE_URL", DEFAULTS.postgres_url),
         log_dir=args.out / "logs.tmp",
         profile_dir=args.profile,
+        ours_env=tuple(args.ours_env),
     )
     return config, args.out, args.name
 

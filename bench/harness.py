@@ -45,6 +45,8 @@ class BenchConfig:
     drain_s: float = 5.0
     systems: tuple[str, ...] = ("ours", "relay")
     llm_concurrency: int = 1000
+    # Extra environment of the five services (experiments: e.g. TOKEN_PUBLISH_WINDOW=4).
+    ours_env: tuple[tuple[str, str], ...] = ()
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     postgres_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     log_dir: Path = Path("bench/results/logs.tmp")
@@ -204,6 +206,7 @@ def _systems(config: BenchConfig, database_url: str, log_dir: Path) -> dict[str,
             ttft_ms=config.ttft_ms,
             rate=config.rate,
             llm_concurrency=config.llm_concurrency,
+            extra_env=dict(config.ours_env),
         )
     if "relay" in config.systems:
         systems["relay"] = Relay(

@@ -63,6 +63,23 @@ async def test_deltas_that_arrive_during_a_publish_go_out_together() -> None:
     assert second.emitted_at == 2.0  # the oldest delta's time: its lag bounds the others'
 
 
+async def test_answers_sharing_a_window_wait_for_a_slot_and_gather_meanwhile() -> None:
+    first, second = GatedPublisher(gated=True), GatedPublisher(gated=False)
+    window = asyncio.Semaphore(1)
+    a, b = TokenBatcher(first, window), TokenBatcher(second, window)
+    a.add("a1", at=1.0)
+    await settle()
+    b.add("b1", at=2.0)
+    await settle()
+    b.add("b2", at=3.0)
+    await settle()
+    assert second.batches == []  # the only slot is taken by a's publish
+    first.gate.set()
+    await a.flush()
+    await b.flush()
+    assert [(x.text, x.deltas, x.emitted_at) for x in second.batches] == [("b1b2", 2, 2.0)]
+
+
 async def test_a_failed_publish_is_reported_by_the_next_add_and_by_flush() -> None:
     async def broken(batch: TokenBatch) -> None:
         raise ConnectionError("broker gone")

@@ -9,6 +9,10 @@ the broker's own round trip, not by a timer.
 
 The stream is never held up by publishing: `add` only appends, so a slow confirm can no longer
 slow down how fast the provider's deltas are read.
+
+Optionally the worker's answers share a window: at most that many token publishes in flight
+for the whole worker. An answer whose deltas wait for a free slot keeps gathering them, so under
+load the worker sends fewer, larger events before the broker's round trip has to grow.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ Publish = Callable[[TokenBatch], Awaitable[None]]
 
 
 class TokenBatcher:
-    def __init__(self, publish: Publish) -> None:
+    def __init__(self, publish: Publish, window: asyncio.Semaphore | None = None) -> None:
         self._publish = publish
+        self._window = window
         self._parts: list[str] = []
         self._oldest = 0.0
         self._seq = 0
@@ -58,13 +63,21 @@ class TokenBatcher:
     async def _send(self) -> None:
         try:
             while self._parts:
-                parts, self._parts = self._parts, []
-                self._seq += 1
-                await self._publish(TokenBatch(self._seq, "".join(parts), len(parts), self._oldest))
+                if self._window is None:
+                    await self._publish_pending()
+                else:
+                    async with self._window:
+                        await self._publish_pending()
         except Exception as exc:  # reported by the next `add` or by `flush`
             self._failure = exc
         finally:
             self._sender = None
+
+    async def _publish_pending(self) -> None:
+        # Taken only now: whatever arrived while waiting for the window goes out too.
+        parts, self._parts = self._parts, []
+        self._seq += 1
+        await self._publish(TokenBatch(self._seq, "".join(parts), len(parts), self._oldest))
 
     async def flush(self) -> int:
         """Wait until every delta added so far is published; the seq of the last event."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from uuid import uuid4
@@ -45,6 +46,9 @@ def register(
 ) -> None:
     topology = Topology(settings.broker_prefix)
     history = HistoryClient(link.rpc, topology, settings.history_rpc_timeout_seconds)
+    window = (
+        asyncio.Semaphore(settings.token_publish_window) if settings.token_publish_window else None
+    )
     price = settings.model_prices[provider.model]
 
     async def fail(
@@ -109,7 +113,7 @@ def register(
             )
             await link.publish_token(event)
 
-        return TokenBatcher(publish)
+        return TokenBatcher(publish, window)
 
     async def stream_answer(request: LlmRequest, stream: ProviderStream) -> None:
         started = time.perf_counter()

@@ -50,6 +50,9 @@ class LlmWorkerSettings(ServiceSettings):
     scripted_tokens_per_second: float = Field(default=60, gt=0)
     # How many answers one worker streams at once.
     llm_concurrency: int = Field(default=16, ge=1)
+    # Token publishes in flight at once for the whole worker (0: no limit; each answer still has
+    # at most one). Deltas of an answer waiting for a slot are coalesced: docs/benchmarks.md.
+    token_publish_window: int = Field(default=0, ge=0)
     # Earlier turns of the session sent to the model as context.
     context_turns: int = 20
     history_rpc_timeout_seconds: float = 5.0
