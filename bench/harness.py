@@ -91,7 +91,6 @@ class _Pipe:
 
 
 def run_level(system: System, sessions: int, config: BenchConfig, seed: int) -> dict[str, Any]:
-    system.fresh_front()
     plan = LoadPlan(
         http_url=system.http_url,
         ws_url=system.ws_url,
@@ -109,10 +108,12 @@ def run_level(system: System, sessions: int, config: BenchConfig, seed: int) -> 
     parent, child = context.Pipe()
     process = context.Process(target=child_main, args=(plan, child), daemon=True)
     load_before = os.getloadavg()[0]
-    process.start()
+    process.start()  # it imports while the front process restarts
     assert process.pid is not None
     pipe = _Pipe(parent, process)
     try:
+        system.fresh_front()
+        pipe.go()
         front = system.front_pid()
         pipe.expect("warmed")
         rss_idle = _rss(front)

@@ -8,7 +8,8 @@ is checked: token `seq`s in order, the concatenated text equal to the expected a
 
 The harness talks to this process over a pipe:
     load → harness: ("warmed",) ("mounted", n) ("window_start",) ("window_end",) ("result", {...})
-    harness → load: "go" (after "warmed" and after "mounted", once it has sampled memory)
+    harness → load: "go" (once the front process is ready, and after "warmed" and "mounted", once
+                          it has sampled memory)
 """
 
 from __future__ import annotations
@@ -297,6 +298,7 @@ async def _load(plan: LoadPlan, pipe: Connection) -> dict[str, Any]:
     async def wait_go() -> None:
         await loop.run_in_executor(None, pipe.recv)
 
+    await wait_go()  # the front process is (re)started meanwhile
     await _warm_up(plan)
     pipe.send(("warmed",))
     await wait_go()
