@@ -263,6 +263,7 @@ def _one_line(r: dict[str, Any]) -> str:
         f"lag p50/p99 {lag['p50']}/{lag['p99']} ms, mount p95 {r['mount_ms']['p95']} ms, "
         f"first-token p95 {r['first_token_overhead_ms']['p95']} ms, "
         f"tier-1 p95 {r['tier1_round_trip_ms']['p95']} ms, lost {r['lost_tokens']}, "
+        f"failed {r['failed_answers']} {r['errors'] or ''}, "
         f"broken {r['broken_answers']}, unfinished {r['unfinished_answers']}, "
         f"busy {r['box_cpu_busy_cores']} cores, {r['memory_per_socket_kb']} KB/socket"
     )

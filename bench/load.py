@@ -75,6 +75,7 @@ class Samples:
     window_tokens: int = 0
     window_frames: int = 0
     answers: int = 0
+    failed_answers: int = 0  # ended with an error frame (counted by code in `errors`)
     broken_answers: int = 0
     lost_tokens: int = 0
     unfinished_answers: int = 0
@@ -213,12 +214,15 @@ class Session:
             self._record_lags(events)
         samples.answers += 1
         self.pending_expected = 0
-        if kind == "error":
-            samples.error(frame["code"])
-            samples.broken_answers += 1
-            samples.lost_tokens += len(split_deltas(expected)) - self.pending_delivered
-            return
         text = "".join(texts)
+        if kind == "error":
+            # The user is told (e.g. `unavailable`: try again); what did stream must still be an
+            # intact beginning of the answer.
+            samples.error(frame["code"])
+            samples.failed_answers += 1
+            if not (in_order and frame.get("seq") == next_seq and expected.startswith(text)):
+                samples.broken_answers += 1
+            return
         intact = in_order and frame["seq"] == next_seq and text == expected == frame["text"]
         if not intact:
             samples.broken_answers += 1
@@ -351,6 +355,7 @@ def _result(plan: LoadPlan, samples: Samples, mounted: int) -> dict[str, Any]:
         "token_frames_per_s": round(samples.window_frames / window, 1),
         "tokens_per_frame": round(samples.window_tokens / max(1, samples.window_frames), 2),
         "answers": samples.answers,
+        "failed_answers": samples.failed_answers,
         "lost_tokens": samples.lost_tokens,
         "broken_answers": samples.broken_answers,
         "duplicate_or_reordered_frames": samples.duplicate_or_reordered,
