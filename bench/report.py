@@ -48,7 +48,7 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
         rate_axes.plot(xs, ys, "-", marker="o", color=colour, label=LABELS[system])
     lag_axes.set_yscale("log")
     lag_axes.set_xlabel("offered load (tokens/s: sessions x token rate)")
-    lag_axes.set_ylabel("token delivery lag, worker emit → client (ms)")
+    lag_axes.set_ylabel("token delivery lag, model emits → client receives (ms)")
     lag_axes.axhline(200, color="grey", linewidth=0.8)
     lag_axes.grid(True, which="both", alpha=0.3)
     lag_axes.legend(fontsize=8)
@@ -59,10 +59,12 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     rate_axes.grid(True, alpha=0.3)
     rate_axes.legend(fontsize=8)
     config, machine = report["config"], report["machine"]
+    loads = [run["loadavg_1m_before"] for run in report["runs"]] or [math.nan]
     figure.suptitle(
         f"Token delivery, medians of {config['repeats']} repeats · {machine['cpus']} CPUs, "
-        f"load {machine['loadavg_at_start'][0]} at start · TTFT {config['ttft_ms']:.0f} ms, "
-        f"{config['rate']:.0f} tokens/s per session · {report['started_at']}",
+        f"load average {min(loads):.1f}-{max(loads):.1f} · TTFT {config['ttft_ms']:.0f} ms, "
+        f"{config['rate']:.0f} tokens/s per session, answers of {config['answer_chars']} chars "
+        f"· {report['started_at']}",
         fontsize=9,
     )
     figure.tight_layout()
