@@ -4,7 +4,8 @@ SHELL := /bin/bash
 
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
-export DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat
+export DATABASE_URL ?= postgresql+asyncpg://agentchat_app@127.0.0.1:5432/agentchat
+export DATABASE_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat
 export GATEWAY_PORT ?= 8000
 
 .PHONY: help run test lint deps web check-infra db

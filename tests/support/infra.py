@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from uuid import uuid4
 
 import aio_pika
@@ -76,25 +77,42 @@ def _dsn(url: str, database: str) -> str:
     )
 
 
+APP_ROLE = "agentchat_app"
+
+
+@dataclass(frozen=True)
+class Databases:
+    admin_url: str  # the owner: migrations, seeding, assertions across orgs
+    app_url: str  # the services' role: row-level security applies
+
+
 @contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
+def fresh_database(server_url: str) -> Iterator[Databases]:
     """A new, migrated database; dropped afterwards."""
     name = f"test_{uuid4().hex[:12]}"
 
-    async def admin(sql: str) -> None:
+    async def admin(*statements: str) -> None:
         conn = await asyncpg.connect(_dsn(server_url, "postgres"))
         try:
-            await conn.execute(sql)
+            for sql in statements:
+                await conn.execute(sql)
         finally:
             await conn.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(
+        admin(
+            f'CREATE DATABASE "{name}"',
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') "
+            f"THEN CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$",
+        )
+    )
     url = make_url(server_url).set(drivername="postgresql+asyncpg", database=name)
-    rendered = url.render_as_string(hide_password=False)
+    admin_url = url.render_as_string(hide_password=False)
+    app_url = url.set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
     try:
-        gateway_migrate.upgrade(rendered)
-        history_migrate.upgrade(rendered)
-        yield rendered
+        gateway_migrate.upgrade(admin_url, APP_ROLE)
+        history_migrate.upgrade(admin_url, APP_ROLE)
+        yield Databases(admin_url=admin_url, app_url=app_url)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

@@ -21,9 +21,18 @@ from chat_gateway.auth import mint_token
 from chat_gateway.settings import GatewaySettings
 from chat_history import migrate as history_migrate
 from chat_history import repository as history
+from chat_shared.settings import DEFAULT_DATABASE_ADMIN_URL
 from chatctl import infra
 
 DEMO_ORG = "Demo Org"
+
+
+class ChatctlSettings(GatewaySettings):
+    # chatctl works as the tables' owner: it creates the database, migrates and administers.
+    # The services connect with DATABASE_URL, a role that row-level security applies to.
+    database_admin_url: str = DEFAULT_DATABASE_ADMIN_URL
+
+
 DEMO_EMAIL = "demo@example.com"
 DEMO_NAME = "Demo User"
 
@@ -39,9 +48,9 @@ def _usd(value: str) -> Decimal:
 
 
 async def _in_transaction(
-    settings: GatewaySettings, work: Callable[[AsyncConnection], Awaitable[Any]]
+    settings: ChatctlSettings, work: Callable[[AsyncConnection], Awaitable[Any]]
 ) -> Any:
-    engine = create_async_engine(settings.database_url)
+    engine = create_async_engine(settings.database_admin_url)
     try:
         async with engine.begin() as conn:
             return await work(conn)
@@ -49,19 +58,22 @@ async def _in_transaction(
         await engine.dispose()
 
 
-def cmd_db_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
-    created = asyncio.run(infra.create_database(settings.database_url))
-    print("created the database" if created else "the database exists")
+def cmd_db_create(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    done = asyncio.run(infra.create_database(settings.database_admin_url, settings.database_url))
+    print("; ".join(done) if done else "the database and the services' role exist")
 
 
-def cmd_db_upgrade(args: argparse.Namespace, settings: GatewaySettings) -> None:
-    gateway_migrate.upgrade(settings.database_url)
-    history_migrate.upgrade(settings.database_url)
-    print("migrations applied (identity, chat)")
+def cmd_db_upgrade(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    role = infra.app_role(settings.database_url)
+    if role == infra.app_role(settings.database_admin_url):
+        role = None  # one role for everything: nothing to grant (and no row-level protection)
+    gateway_migrate.upgrade(settings.database_admin_url, role)
+    history_migrate.upgrade(settings.database_admin_url, role)
+    print("migrations applied (identity, chat)" + (f"; granted to {role}" if role else ""))
 
 
-def cmd_check(args: argparse.Namespace, settings: GatewaySettings) -> None:
-    problems = asyncio.run(infra.check(settings.amqp_url, settings.database_url))
+def cmd_check(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    problems = asyncio.run(infra.check(settings.amqp_url, settings.database_admin_url))
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -69,7 +81,7 @@ def cmd_check(args: argparse.Namespace, settings: GatewaySettings) -> None:
     print("RabbitMQ and PostgreSQL answer")
 
 
-def cmd_org_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
+def cmd_org_create(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     async def work(conn: AsyncConnection) -> None:
         org_id = await identity.create_org(conn, args.name)
         await history.set_budget(conn, org_id, args.budget_usd)
@@ -78,7 +90,7 @@ def cmd_org_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
     asyncio.run(_in_transaction(settings, work))
 
 
-def cmd_budget_set(args: argparse.Namespace, settings: GatewaySettings) -> None:
+def cmd_budget_set(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     async def work(conn: AsyncConnection) -> None:
         org_id = await identity.org_id_by_name(conn, args.org)
         await history.set_budget(conn, org_id, args.usd)
@@ -87,7 +99,7 @@ def cmd_budget_set(args: argparse.Namespace, settings: GatewaySettings) -> None:
     asyncio.run(_in_transaction(settings, work))
 
 
-def cmd_user_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
+def cmd_user_create(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     async def work(conn: AsyncConnection) -> None:
         org_id = await identity.org_id_by_name(conn, args.org)
         user = await identity.create_user(conn, org_id, args.email, args.name)
@@ -96,7 +108,7 @@ def cmd_user_create(args: argparse.Namespace, settings: GatewaySettings) -> None
     asyncio.run(_in_transaction(settings, work))
 
 
-def cmd_token(args: argparse.Namespace, settings: GatewaySettings) -> None:
+def cmd_token(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     async def work(conn: AsyncConnection) -> str:
         user = await identity.user_by_email(conn, args.email)
         return mint_token(user, settings, args.ttl)
@@ -104,7 +116,7 @@ def cmd_token(args: argparse.Namespace, settings: GatewaySettings) -> None:
     print(asyncio.run(_in_transaction(settings, work)))
 
 
-def cmd_demo(args: argparse.Namespace, settings: GatewaySettings) -> None:
+def cmd_demo(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     """Create a demo org and user when there are no users yet, and say how to use them."""
 
     async def work(conn: AsyncConnection) -> str | None:
@@ -176,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    settings = GatewaySettings()
+    settings = ChatctlSettings()
     try:
         args.func(args, settings)
     except identity.IdentityError as exc:

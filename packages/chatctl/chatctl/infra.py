@@ -22,25 +22,47 @@ def _asyncpg_dsn(database_url: str, database: str | None = None) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def create_database(database_url: str) -> bool:
-    """Create the database the URL names, if it is missing. True when it was created."""
-    name = make_url(database_url).database
-    assert name is not None
+def app_role(database_url: str) -> str | None:
+    """The services' role: the user of DATABASE_URL."""
+    return make_url(database_url).username
+
+
+async def _admin_connection(admin_url: str) -> asyncpg.Connection:
     try:
-        conn = await asyncio.wait_for(
-            asyncpg.connect(_asyncpg_dsn(database_url, "postgres")), TIMEOUT
-        )
+        return await asyncio.wait_for(asyncpg.connect(_asyncpg_dsn(admin_url, "postgres")), TIMEOUT)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        raise Unreachable(
-            f"PostgreSQL does not answer at {make_url(database_url).host}: {exc}"
-        ) from exc
+        host = make_url(admin_url).host
+        raise Unreachable(f"PostgreSQL does not answer at {host}: {exc}") from exc
+
+
+async def create_database(admin_url: str, database_url: str) -> list[str]:
+    """Create the database and the services' role (without privileges) if they are missing."""
+    done: list[str] = []
+    name = make_url(admin_url).database
+    assert name is not None
+    conn = await _admin_connection(admin_url)
     try:
-        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            return False
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        return True
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            done.append(f"created database {name}")
+        role = app_role(database_url)
+        admin = make_url(admin_url).username
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        if role and role != admin and not exists:
+            password = make_url(database_url).password
+            quoted = role.replace('"', '""')
+            await conn.execute(
+                f'CREATE ROLE "{quoted}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE'
+                + (" PASSWORD " + _literal(password) if password else "")
+            )
+            done.append(f"created role {role}")
     finally:
         await conn.close()
+    return done
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 async def check(amqp_url: str, database_url: str) -> list[str]:
