@@ -136,5 +136,5 @@ async def delete_topology(amqp_url: str, prefix: str) -> None:
             topology.dead_letter_queue,
         ):
             await channel.queue_delete(queue.name)
-        for exchange in (topology.events, topology.work, topology.dead_letters):
+        for exchange in (topology.events, topology.work, topology.dead_letters, topology.control):
             await channel.exchange_delete(exchange.name)

@@ -208,6 +208,17 @@ AnySessionEvent = Annotated[
 session_event_adapter: TypeAdapter[AnySessionEvent] = TypeAdapter(AnySessionEvent)
 
 
+# -- control ---------------------------------------------------------------------------------
+
+
+class UserSignedOut(Contract):
+    """Every gateway replica closes every socket of this user."""
+
+    type: Literal["user_signed_out"] = "user_signed_out"
+    user_id: UUID
+    reason: Literal["logout", "disabled"]
+
+
 # -- history RPC ---------------------------------------------------------------------------
 
 

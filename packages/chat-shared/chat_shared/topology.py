@@ -7,6 +7,7 @@
                                      └── session.<id>.* ──▶ each gateway replica's own queue
     orchestrator ──tool.request / llm.request──▶ {prefix}.work (direct) ──▶ tools / llm queues
     gateway, llm-worker ──request/reply──▶ history RPC queue
+    gateway, chatctl ──user_signed_out──▶ {prefix}.control (fanout) ──▶ every gateway replica
     quorum work queues ──after N deliveries──▶ {prefix}.dlx ──▶ dead-letter queue
 
 See docs/architecture.md for who publishes and who consumes what, and why.
@@ -73,6 +74,11 @@ class Topology:
     @property
     def work(self) -> RabbitExchange:
         return RabbitExchange(f"{self.prefix}.work", type=ExchangeType.DIRECT, durable=True)
+
+    @property
+    def control(self) -> RabbitExchange:
+        """Broadcasts to every gateway replica (sign-outs)."""
+        return RabbitExchange(f"{self.prefix}.control", type=ExchangeType.FANOUT, durable=True)
 
     @property
     def dead_letters(self) -> RabbitExchange:

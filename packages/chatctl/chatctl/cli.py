@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
@@ -18,12 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from chat_gateway import identity
 from chat_gateway import migrate as gateway_migrate
 from chat_gateway.auth import mint_token
+from chat_gateway.passwords import hash_password
 from chat_gateway.settings import GatewaySettings
 from chat_history import migrate as history_migrate
 from chat_history import repository as history
+from chat_shared.contracts import UserRef
 from chat_shared.settings import DEFAULT_DATABASE_ADMIN_URL
 from chatctl import infra
 
+MIN_PASSWORD_LENGTH = 8
 DEMO_ORG = "Demo Org"
 
 
@@ -99,13 +104,57 @@ def cmd_budget_set(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     asyncio.run(_in_transaction(settings, work))
 
 
+def _password(args: argparse.Namespace) -> str | None:
+    """--password, else a prompt when interactive, else none (the user signs in by token only)."""
+    if args.password is not None:
+        password: str = args.password
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password (empty for none): ")
+        if password and getpass.getpass("Again: ") != password:
+            raise identity.IdentityError("the passwords do not match")
+    else:
+        return None
+    if password and len(password) < MIN_PASSWORD_LENGTH:
+        raise identity.IdentityError(f"a password needs {MIN_PASSWORD_LENGTH}+ characters")
+    return password or None
+
+
 def cmd_user_create(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    password = _password(args)
+
     async def work(conn: AsyncConnection) -> None:
         org_id = await identity.org_id_by_name(conn, args.org)
-        user = await identity.create_user(conn, org_id, args.email, args.name)
-        print(f"created user {user.email} ({user.user_id}) in {args.org!r}")
+        hashed = hash_password(password) if password else None
+        user = await identity.create_user(conn, org_id, args.email, args.name, hashed)
+        how = "with a password" if hashed else "without a password (token sign-in only)"
+        print(f"created user {user.email} ({user.user_id}) in {args.org!r}, {how}")
 
     asyncio.run(_in_transaction(settings, work))
+
+
+def cmd_user_password(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    password = _password(args)
+    if password is None:
+        raise identity.IdentityError("give --password (or run interactively)")
+
+    async def work(conn: AsyncConnection) -> None:
+        await identity.set_password(conn, args.email, hash_password(password))
+        print(f"password of {args.email} changed")
+
+    asyncio.run(_in_transaction(settings, work))
+
+
+def cmd_user_disable(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    disable = args.command_name == "disable"
+
+    async def work(conn: AsyncConnection) -> UserRef:
+        return await identity.set_disabled(conn, args.email, disable)
+
+    user = asyncio.run(_in_transaction(settings, work))
+    if disable:
+        # Every gateway replica closes the user's sockets; their tokens are refused from now on.
+        asyncio.run(infra.broadcast_sign_out(settings.amqp_url, settings.broker_prefix, user))
+    print(f"{args.email} is {'disabled' if disable else 'enabled'}")
 
 
 def cmd_token(args: argparse.Namespace, settings: ChatctlSettings) -> None:
@@ -119,22 +168,23 @@ def cmd_token(args: argparse.Namespace, settings: ChatctlSettings) -> None:
 def cmd_demo(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     """Create a demo org and user when there are no users yet, and say how to use them."""
 
-    async def work(conn: AsyncConnection) -> str | None:
+    password = secrets.token_urlsafe(12)
+
+    async def work(conn: AsyncConnection) -> bool:
         if await identity.count_users(conn) > 0:
-            return None
+            return False
         org_id = await identity.create_org(conn, DEMO_ORG)
         await history.set_budget(conn, org_id, Decimal(10))
-        user = await identity.create_user(conn, org_id, DEMO_EMAIL, DEMO_NAME)
-        return mint_token(user, settings)
+        await identity.create_user(conn, org_id, DEMO_EMAIL, DEMO_NAME, hash_password(password))
+        return True
 
-    token = asyncio.run(_in_transaction(settings, work))
-    if token is None:
-        print("users exist already; mint a token with: uv run chatctl token --email EMAIL")
+    if not asyncio.run(_in_transaction(settings, work)):
+        print("users exist already (new password: uv run chatctl user password --email EMAIL)")
         return
     print(
-        f"created org {DEMO_ORG!r} (budget $10/month) and user {DEMO_EMAIL}.\n"
-        f"A token for them (valid {settings.access_token_ttl_seconds // 3600} h):\n{token}\n"
-        f"Mint another with: uv run chatctl token --email {DEMO_EMAIL}"
+        f"created org {DEMO_ORG!r} (budget $10/month) and user {DEMO_NAME}.\n"
+        f"  sign in at the chat page with  email: {DEMO_EMAIL}  password: {password}\n"
+        f"  a token for API clients:        uv run chatctl token --email {DEMO_EMAIL}"
     )
 
 
@@ -177,7 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     user_create.add_argument("--org", required=True)
     user_create.add_argument("--email", required=True)
     user_create.add_argument("--name", required=True)
+    user_create.add_argument("--password", help="else prompted for when interactive")
     user_create.set_defaults(func=cmd_user_create)
+    user_password = user.add_parser("password", help="set a user's password")
+    user_password.add_argument("--email", required=True)
+    user_password.add_argument("--password", help="else prompted for")
+    user_password.set_defaults(func=cmd_user_password)
+    for name, help_text in (
+        ("disable", "disable a user: refuse their sign-ins and tokens, close their sockets"),
+        ("enable", "enable a disabled user"),
+    ):
+        toggle = user.add_parser(name, help=help_text)
+        toggle.add_argument("--email", required=True)
+        toggle.set_defaults(func=cmd_user_disable, command_name=name)
 
     token = commands.add_parser("token", help="print an access token (JWT) for a user")
     token.add_argument("--email", required=True)

@@ -8,6 +8,9 @@ import aio_pika
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from chat_shared.contracts import UserRef, UserSignedOut
+from chat_shared.topology import Topology
+
 TIMEOUT = 3.0
 
 
@@ -87,3 +90,16 @@ async def check(amqp_url: str, database_url: str) -> list[str]:
             "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
         )
     return problems
+
+
+async def broadcast_sign_out(amqp_url: str, prefix: str, user: UserRef) -> None:
+    """Tell every gateway replica to close this user's sockets."""
+    control = Topology(prefix).control
+    connection = await asyncio.wait_for(aio_pika.connect(amqp_url), TIMEOUT)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            control.name, type=control.type.value, durable=control.durable
+        )
+        message = UserSignedOut(user_id=user.user_id, reason="disabled")
+        await exchange.publish(aio_pika.Message(message.model_dump_json().encode()), routing_key="")

@@ -23,13 +23,14 @@ from aio_pika.abc import (
 from pydantic import BaseModel
 
 from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import UserMessage
+from chat_shared.contracts import UserMessage, UserSignedOut
 from chat_shared.declare import declare_topology
 from chat_shared.topology import Topology, session_binding, session_key
 
 log = logging.getLogger("chat_gateway.bridge")
 
 EventHandler = Callable[[str, bytes], None]
+ControlHandler = Callable[[bytes], None]
 
 
 class BackendUnavailable(Exception):
@@ -37,13 +38,17 @@ class BackendUnavailable(Exception):
 
 
 class BrokerBridge:
-    def __init__(self, settings: GatewaySettings, on_event: EventHandler) -> None:
+    def __init__(
+        self, settings: GatewaySettings, on_event: EventHandler, on_control: ControlHandler
+    ) -> None:
         self._settings = settings
         self._topology = Topology(settings.broker_prefix)
         self._on_event = on_event
+        self._on_control = on_control
         self.replica_id = uuid4().hex[:12]
         self._connection: AbstractRobustConnection | None = None
         self._events: AbstractExchange | None = None
+        self._control: AbstractExchange | None = None
         self._rpc_exchange: AbstractExchange | None = None
         self._session_queue: AbstractQueue | None = None
         self._reply_queue: AbstractQueue | None = None
@@ -59,6 +64,7 @@ class BrokerBridge:
         )
         await declare_topology(publish_channel, self._topology)
         self._events = await publish_channel.get_exchange(self._topology.events.name)
+        self._control = await publish_channel.get_exchange(self._topology.control.name)
         self._rpc_exchange = publish_channel.default_exchange
 
         consume_channel = await self._connection.channel()
@@ -67,6 +73,7 @@ class BrokerBridge:
         self._session_queue = await consume_channel.declare_queue(
             name, exclusive=True, auto_delete=True
         )
+        await self._session_queue.bind(self._control)
         await self._session_queue.consume(self._deliver, no_ack=True)
         self._reply_queue = await consume_channel.declare_queue(
             f"{name}.replies", exclusive=True, auto_delete=True
@@ -83,7 +90,9 @@ class BrokerBridge:
         return self._connection is not None and not self._connection.is_closed
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
-        if message.routing_key is not None:
+        if message.exchange == self._topology.control.name:
+            self._on_control(message.body)
+        elif message.routing_key is not None:
             self._on_event(message.routing_key, message.body)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
@@ -120,6 +129,14 @@ class BrokerBridge:
             )
         except Exception as exc:
             raise BackendUnavailable("the message broker did not accept the message") from exc
+
+    async def broadcast(self, control: UserSignedOut) -> None:
+        """Tell every gateway replica (this one included)."""
+        assert self._control is not None
+        await self._control.publish(
+            aio_pika.Message(control.model_dump_json().encode(), content_type="application/json"),
+            routing_key="",
+        )
 
     async def ask_history(self, request: BaseModel) -> bytes:
         assert self._rpc_exchange is not None and self._reply_queue is not None

@@ -134,6 +134,18 @@ class Conversation:
         return True
 
     async def send(self, frame: SendFrame) -> None:
+        wait = self.hub.bucket(self.client.user.user_id, self.settings.messages_per_minute).take()
+        if wait:
+            self.reply(
+                ErrorFrame(
+                    code=ErrorCode.RATE_LIMITED,
+                    message=f"You are sending messages too fast. Try again in {wait:g} s.",
+                    client_message_id=frame.client_message_id,
+                    retryable=True,
+                    retry_after=wait,
+                )
+            )
+            return
         text = frame.text.strip()
         if not text:
             self.error(

@@ -11,13 +11,16 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from chat_gateway import api, handlers
+from chat_gateway.access import AccessControl
+from chat_gateway.auth import TokenVerifier
 from chat_gateway.bridge import BrokerBridge
 from chat_gateway.frames import to_frame
-from chat_gateway.handlers import router
-from chat_gateway.hub import SessionHub
+from chat_gateway.hub import CLOSE_SIGNED_OUT, SessionHub
 from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import SessionEndedEvent, session_event_adapter
+from chat_shared.contracts import SessionEndedEvent, UserSignedOut, session_event_adapter
 from chat_shared.logs import configure_logging
 from chat_shared.topology import session_id_from_key
 
@@ -47,8 +50,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 ends_session=isinstance(event, SessionEndedEvent),
             )
 
-    bridge = BrokerBridge(settings, on_event)
+    def on_control(body: bytes) -> None:
+        assert hub is not None
+        try:
+            signed_out = UserSignedOut.model_validate_json(body)
+        except ValidationError:
+            log.warning("dropped a control message that does not match its contract")
+            return
+        closed = hub.close_user(signed_out.user_id, CLOSE_SIGNED_OUT, signed_out.reason)
+        if closed:
+            log.info("closed the sockets of a signed-out user", extra={"sockets": closed})
+
+    bridge = BrokerBridge(settings, on_event, on_control)
     hub = SessionHub(bridge.bind, bridge.unbind)
+    engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,12 +74,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         yield
         await bridge.stop()
+        await engine.dispose()
 
     app = FastAPI(title="Agent chat gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.bridge = bridge
     app.state.hub = hub
-    app.include_router(router)
+    app.state.engine = engine
+    app.state.access = AccessControl(TokenVerifier(settings), engine)
+    app.include_router(handlers.router)
+    app.include_router(api.router)
     assets = settings.web_dist_dir / "assets"
     if assets.is_dir():
         app.mount("/assets", StaticFiles(directory=assets), name="assets")
