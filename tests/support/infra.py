@@ -59,9 +59,12 @@ def rabbitmq_url() -> Iterator[str]:
 
 @contextmanager
 def postgres_server_url() -> Iterator[str]:
-    """A URL of the server; tests create their own databases on it."""
-    if os.environ.get("DATABASE_URL") or not docker_available():
-        yield os.environ.get("DATABASE_URL", DEFAULT_DATABASE)
+    """A URL of the server, as a role that may create databases: tests create their own.
+    DATABASE_ADMIN_URL first: `make test` exports DATABASE_URL as the services' role, which
+    may not."""
+    from_env = os.environ.get("DATABASE_ADMIN_URL") or os.environ.get("DATABASE_URL")
+    if from_env or not docker_available():
+        yield from_env or DEFAULT_DATABASE
         return
     from testcontainers.postgres import PostgresContainer
 
