@@ -1,0 +1,50 @@
+// Two pages (the chat and the sign-in form), built into dist/ with their assets in dist/assets/,
+// which is where the gateway serves them from.
+import { resolve } from "node:path";
+import tailwindcss from "@tailwindcss/vite";
+import { defineConfig, type Plugin } from "vite";
+
+// Only our own scripts and styles may run, and the page talks only to its own origin (which
+// includes its WebSocket). A second line of defence behind DOMPurify. Added to built pages only:
+// the dev server injects inline styles.
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+].join("; ");
+
+function contentSecurityPolicy(): Plugin {
+  return {
+    name: "content-security-policy",
+    apply: "build",
+    transformIndexHtml: () => [
+      {
+        tag: "meta",
+        attrs: { "http-equiv": "Content-Security-Policy", content: CONTENT_SECURITY_POLICY },
+        injectTo: "head-prepend",
+      },
+    ],
+  };
+}
+
+export default defineConfig({
+  plugins: [tailwindcss(), contentSecurityPolicy()],
+  build: {
+    outDir: "dist",
+    assetsDir: "assets",
+    emptyOutDir: true,
+    sourcemap: true,
+    target: "es2022",
+    rollupOptions: {
+      input: {
+        chat: resolve(import.meta.dirname, "index.html"),
+        login: resolve(import.meta.dirname, "login.html"),
+      },
+    },
+  },
+});
