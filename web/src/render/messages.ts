@@ -307,13 +307,18 @@ export class LogView {
     // Follow new content while the reader is at the bottom; leave them be if they scrolled up.
     new MutationObserver(() => {
       if (this.pinned) log.scrollTop = log.scrollHeight;
-      this.emptyState.hidden = this.list.childElementCount > 0;
+      this.showEmptyState();
     }).observe(list, { childList: true, subtree: true, characterData: true });
+  }
+
+  private showEmptyState(): void {
+    this.emptyState.hidden = this.list.childElementCount > 0;
   }
 
   clear(): void {
     this.list.replaceChildren();
     this.pinned = true;
+    this.showEmptyState();
   }
 
   add<T extends { element: HTMLElement }>(item: T): T {
