@@ -37,7 +37,8 @@ function showConnection(state: ConnectionState): void {
     signed_out: "Signed out",
   };
   connection.textContent = labels[state.kind];
-  connection.className = `badge badge-sm ${state.kind === "open" ? "badge-ghost" : "badge-warning"}`;
+  // On a phone, "Connected" gives way to the header's buttons; trouble is always shown.
+  connection.className = `badge badge-sm ${state.kind === "open" ? "badge-ghost max-sm:hidden" : "badge-warning"}`;
   banner.hidden = state.kind !== "reconnecting";
   if (state.kind === "reconnecting") {
     const tick = (): void => {
