@@ -32,8 +32,18 @@ function contentSecurityPolicy(): Plugin {
   };
 }
 
+// `npm run dev` serves the page with live reload and forwards the API and the WebSocket to a
+// gateway started by `make run` (GATEWAY_URL to use another).
+const gateway = process.env["GATEWAY_URL"] ?? "http://127.0.0.1:8000";
+
 export default defineConfig({
   plugins: [tailwindcss(), contentSecurityPolicy()],
+  server: {
+    proxy: {
+      "/api": gateway,
+      "/ws": { target: gateway.replace(/^http/, "ws"), ws: true },
+    },
+  },
   build: {
     outDir: "dist",
     assetsDir: "assets",

@@ -123,6 +123,7 @@ async def test_an_llm_answer_streams_into_its_bubble_and_renders_markdown(
     answerer = answer.locator(".answerer")
     await expect(answerer).to_have_text("Offline scripted model (scripted-offline-v1), not an AI")
     await expect(answerer).not_to_contain_text("Claude")
+    await chat.page.set_viewport_size({"width": 1100, "height": 1280})
     await screenshot(chat.page, "markdown-answer")
 
 
