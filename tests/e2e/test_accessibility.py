@@ -70,5 +70,5 @@ async def test_error_states(
     finally:
         stack.start("gateway")
         stack.wait_ready(("gateway",))
-    await chat.page.get_by_role("button", name="Reconnect now").click()
+    await chat.page.evaluate("() => window.dispatchEvent(new Event('online'))")  # no backoff wait
     await chat.wait_answered(count=2)

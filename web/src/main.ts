@@ -41,6 +41,7 @@ function showConnection(state: ConnectionState): void {
   connection.className = `badge badge-sm ${state.kind === "open" ? "badge-ghost max-sm:hidden" : "badge-warning"}`;
   banner.hidden = state.kind !== "reconnecting";
   if (state.kind === "reconnecting") {
+    banner.dataset["attempt"] = String(state.attempt);
     const tick = (): void => {
       const seconds = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
       bannerText.textContent = `${state.reason} Reconnecting${seconds > 0 ? ` in ${seconds} s` : ""}…`;
