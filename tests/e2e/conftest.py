@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian's Chromium driven by Playwright, a signed-in page per test.
+"""Browser fixtures: Debian's Chromium driven by Playwright, pages signed in through the form.
 
 Every module gets its own stack (the five services as processes, see tests/conftest.py) and its
 own browser; each test gets a fresh browser context (cookies, storage) and page.
@@ -7,16 +7,17 @@ own browser; each test gets a fresh browser context (cookies, storage) and page.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from chat_shared.contracts import UserRef
 from tests.conftest import ARTIFACTS, StackFactory
-from tests.support.seed import create_user, token_for
+from tests.support.seed import create_user
 from tests.support.stack import Stack
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -55,12 +56,15 @@ async def browser() -> AsyncIterator[Browser]:
 
 NewUser = Callable[..., Awaitable[UserRef]]
 OpenChat = Callable[..., Awaitable[Page]]
+NewPage = Callable[..., Awaitable[Page]]
+
+PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
 def new_user(database_url: str) -> NewUser:
     async def make(budget_usd: Decimal = Decimal(10), name: str = "Ada Lovelace") -> UserRef:
-        return await create_user(database_url, budget_usd=budget_usd, name=name)
+        return await create_user(database_url, budget_usd=budget_usd, name=name, password=PASSWORD)
 
     return make
 
@@ -74,34 +78,40 @@ async def contexts(browser: Browser) -> AsyncIterator[list[BrowserContext]]:
 
 
 @pytest.fixture
-def open_chat(stack: Stack, browser: Browser, contexts: list[BrowserContext]) -> OpenChat:
-    """A page signed in as `user` (its auth cookie set as the login would), showing the chat."""
+def new_page(stack: Stack, browser: Browser, contexts: list[BrowserContext]) -> NewPage:
+    """A page in a fresh browser context (no cookies, no storage), not signed in."""
 
-    async def open_(
-        user: UserRef,
-        *,
-        color_scheme: str = "light",
-        viewport: dict[str, int] | None = None,
-    ) -> Page:
+    async def make(*, color_scheme: str = "light", viewport: dict[str, int] | None = None) -> Page:
         context = await browser.new_context(
             base_url=stack.gateway_url,
             color_scheme=color_scheme,  # type: ignore[arg-type]
             viewport=viewport or {"width": 1100, "height": 800},  # type: ignore[typeddict-item]
         )
         contexts.append(context)
-        await context.add_cookies(
-            [
-                {
-                    "name": "agentchat_token",
-                    "value": token_for(user),
-                    "url": stack.gateway_url,
-                    "httpOnly": True,
-                    "sameSite": "Strict",
-                }
-            ]
-        )
-        page = await context.new_page()
-        await page.goto("/")
+        return await context.new_page()
+
+    return make
+
+
+async def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
+    """The real sign-in: `/` sends a signed-out browser to the form, the form back to `/`."""
+    await page.goto("/")
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(re.compile(r"/$"))
+
+
+@pytest.fixture
+def open_chat(new_page: NewPage) -> OpenChat:
+    """A page signed in as `user` through the sign-in form, showing the chat."""
+
+    async def open_(
+        user: UserRef, *, color_scheme: str = "light", viewport: dict[str, int] | None = None
+    ) -> Page:
+        page = await new_page(color_scheme=color_scheme, viewport=viewport)
+        await sign_in(page, user.email)
         return page
 
     return open_

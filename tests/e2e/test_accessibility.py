@@ -12,12 +12,29 @@ import pytest
 from playwright.async_api import expect
 
 from tests.e2e.chat_page import ChatPage, assert_accessible
-from tests.e2e.conftest import NewUser, OpenChat, screenshot
+from tests.e2e.conftest import NewPage, NewUser, OpenChat, screenshot
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
 THEMES = ("light", "dark")
+
+
+@pytest.mark.parametrize("theme", THEMES)
+async def test_sign_in_page(new_page: NewPage, theme: str) -> None:
+    page = await new_page(color_scheme=theme)
+    await page.goto("/login")
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    await expect(page.locator("html")).to_have_attribute("data-theme", theme)
+    await assert_accessible(page, f"sign-in, {theme}")
+    await screenshot(page, f"sign-in-{theme}")
+
+    await page.get_by_label("Email").fill("nobody@example.com")
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_have_text("Incorrect email or password.")
+    await assert_accessible(page, f"sign-in error, {theme}")
+    await screenshot(page, f"sign-in-error-{theme}")
 
 
 @pytest.mark.parametrize("theme", THEMES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from itertools import pairwise
 
@@ -9,10 +10,49 @@ import pytest
 from playwright.async_api import expect
 
 from tests.e2e.chat_page import ChatPage
-from tests.e2e.conftest import NewUser, OpenChat, screenshot
+from tests.e2e.conftest import PASSWORD, NewPage, NewUser, OpenChat, screenshot
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
+
+
+async def test_sign_in_with_a_wrong_password_then_the_right_one_then_sign_out(
+    new_page: NewPage, new_user: NewUser
+) -> None:
+    user = await new_user(name="Ada Lovelace")
+    page = await new_page()
+    await page.goto("/")
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    email, password = page.get_by_label("Email"), page.get_by_label("Password")
+    error = page.get_by_role("alert")
+    await expect(error).to_be_hidden()
+
+    for address, secret in ((user.email, "wrong password"), ("nobody@example.com", PASSWORD)):
+        await email.fill(address)
+        await password.fill(secret)
+        await page.get_by_role("button", name="Sign in").click()
+        # One generic message, whether the email exists or not; the password is cleared.
+        await expect(error).to_have_text("Incorrect email or password.")
+        await expect(password).to_have_value("")
+        await expect(password).to_be_focused()
+        await expect(page).to_have_url(re.compile(r"/login$"))
+    await screenshot(page, "sign-in-error")
+
+    await email.fill(user.email)
+    await password.fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    chat = ChatPage(page)
+    await chat.ready()
+    await expect(page.locator("#user-name")).to_have_text("Ada Lovelace")
+    await chat.send("who am I")
+    await chat.wait_answered(count=1)
+    assert await chat.session_id() is not None
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    assert await chat.session_id() is None
+    await page.goto("/")
+    await expect(page).to_have_url(re.compile(r"/login$"))
 
 
 async def test_who_am_i_shows_a_tool_card_and_an_answer_naming_the_user(
@@ -217,11 +257,20 @@ async def test_budget_zero_shows_a_friendly_error_and_tier_one_still_works(
     await expect(second.locator(".md")).to_contain_text(user.email)
 
 
-async def test_keyboard_only_the_whole_flow(open_chat: OpenChat, new_user: NewUser) -> None:
+async def test_keyboard_only_the_whole_flow(new_page: NewPage, new_user: NewUser) -> None:
     user = await new_user()
-    page = await open_chat(user)
+    page = await new_page()
     chat = ChatPage(page)
     keyboard = page.keyboard
+
+    # Signing in: the email field has the focus, Tab to the password, Enter submits.
+    await page.goto("/")
+    await expect(page.get_by_label("Email")).to_be_focused()
+    await keyboard.type(user.email)
+    await keyboard.press("Tab")
+    await expect(page.get_by_label("Password")).to_be_focused()
+    await keyboard.type(PASSWORD)
+    await keyboard.press("Enter")
     await chat.ready()
     await expect(chat.message_box).to_be_focused()
 

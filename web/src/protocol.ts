@@ -110,6 +110,7 @@ export interface ErrorFrame {
   seq?: number | null;
   client_message_id?: string | null;
   retryable: boolean;
+  retry_after?: number | null; // seconds, with `rate_limited`
 }
 
 export interface SessionEndedFrame {
@@ -168,6 +169,7 @@ export const ErrorCode = {
   llmRateLimited: "llm_rate_limited",
   llmUnavailable: "llm_unavailable",
   llmError: "llm_error",
+  rateLimited: "rate_limited",
   toolError: "tool_error",
   internal: "internal",
 } as const;
@@ -179,4 +181,5 @@ export const CloseCode = {
   restarting: 1012,
   tryAgainLater: 1013,
   signedOut: 4401,
+  tooManySockets: 4429,
 } as const;

@@ -170,6 +170,8 @@ function closeReason(code: number): string {
       return "The chat server is restarting.";
     case CloseCode.tryAgainLater:
       return "The connection was too slow to keep up.";
+    case CloseCode.tooManySockets:
+      return "Too many chat tabs are open: close one.";
     case CLIENT_TIMEOUT:
       return "The chat server stopped answering.";
     default:

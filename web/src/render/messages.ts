@@ -124,6 +124,7 @@ const ERROR_TITLES: Record<string, string> = {
   llm_error: "The AI model stopped with an error",
   tool_error: "The tool failed",
   unavailable: "The chat service is not answering",
+  rate_limited: "Too many messages",
   internal: "Something went wrong on our side",
 };
 
