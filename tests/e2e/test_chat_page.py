@@ -351,11 +351,18 @@ async def test_network_loss_reconnects_to_the_same_session(
     await expect(chat.user_messages.nth(1)).to_contain_text("Waiting for the connection")
     await screenshot(chat.page, "reconnecting")
 
-    # "Reconnect now" tries at once (and fails again while the gateway is down).
+    # "Reconnect now" tries at once, long before the scheduled retry (and fails again while the
+    # gateway is down). Clicked when the scheduled retry is at least 1.5 s away.
     banner = chat.page.locator("#banner")
-    attempt = int(await banner.get_attribute("data-attempt") or 0)
+    while True:
+        attempt = int(await banner.get_attribute("data-attempt") or 0)
+        retry_at = int(await banner.get_attribute("data-retry-at") or 0)
+        if retry_at - await chat.page.evaluate("() => Date.now()") > 1500:
+            break
+        await chat.page.wait_for_timeout(200)
     await chat.page.get_by_role("button", name="Reconnect now").click()
-    await expect(banner).to_have_attribute("data-attempt", str(attempt + 1))
+    await expect(banner).to_have_attribute("data-attempt", str(attempt + 1), timeout=1000)
+    assert await chat.page.evaluate("() => Date.now()") < retry_at
 
     stack.start("gateway")
     stack.wait_ready(("gateway",))

@@ -105,6 +105,7 @@ export class ChatController {
 
   private retry(item: Outgoing): void {
     item.status = "queued";
+    delete item.uncertain;
     this.transmit(item);
   }
 
@@ -130,6 +131,7 @@ export class ChatController {
     // arrived. The re-join's history tells; until then it is marked, with a Retry.
     for (const item of this.outbox.inFlight()) {
       item.status = "failed";
+      item.uncertain = true;
       this.userBubbles
         .get(item.clientMessageId)
         ?.setStatus("failed", `the connection dropped before the server confirmed it (${reason})`, () =>
@@ -225,16 +227,15 @@ export class ChatController {
     for (const [id, old] of unconfirmed) {
       const item = this.outbox.get(id);
       if (item === undefined) continue;
-      if (item.status === "failed" && arrived.has(item.text)) {
+      if (item.status === "failed" && item.uncertain === true && arrived.has(item.text)) {
         this.outbox.forget(id);
         continue;
       }
       const bubble = this.view.log.add(new UserBubble(old.text, new Date()));
       this.userBubbles.set(id, bubble);
       if (item.status === "failed") {
-        bubble.setStatus("failed", "the connection dropped before the server confirmed it", () =>
-          this.retry(item),
-        );
+        const reason = item.uncertain ? "the connection dropped before the server confirmed it" : old.failure;
+        bubble.setStatus("failed", reason, () => this.retry(item));
       } else {
         bubble.setStatus(item.status === "sending" ? "sending" : "queued");
       }

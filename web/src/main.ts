@@ -42,6 +42,7 @@ function showConnection(state: ConnectionState): void {
   banner.hidden = state.kind !== "reconnecting";
   if (state.kind === "reconnecting") {
     banner.dataset["attempt"] = String(state.attempt);
+    banner.dataset["retryAt"] = String(state.retryAt);
     const tick = (): void => {
       const seconds = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
       bannerText.textContent = `${state.reason} Reconnecting${seconds > 0 ? ` in ${seconds} s` : ""}…`;

@@ -26,6 +26,15 @@ export interface Outgoing {
   clientMessageId: string;
   text: string;
   status: OutgoingStatus;
+  /** Written to a socket that closed before `accepted`: it may have arrived. */
+  uncertain?: boolean;
+}
+
+/** A random id; `crypto.randomUUID` exists only in secure contexts (https, localhost). */
+function newId(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 /** Messages the user sent, by `client_message_id`, until the server has accepted them. */
@@ -33,7 +42,7 @@ export class Outbox {
   private readonly items = new Map<string, Outgoing>();
 
   add(text: string): Outgoing {
-    const item: Outgoing = { clientMessageId: crypto.randomUUID(), text, status: "queued" };
+    const item: Outgoing = { clientMessageId: newId(), text, status: "queued" };
     this.items.set(item.clientMessageId, item);
     return item;
   }

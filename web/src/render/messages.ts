@@ -74,6 +74,8 @@ export type SendStatus = "queued" | "sending" | "sent" | "failed";
 export class UserBubble {
   readonly element: HTMLElement;
   private readonly status: HTMLElement;
+  /** Why it was not sent, while it is marked so. */
+  failure: string | undefined;
 
   constructor(
     readonly text: string,
@@ -95,6 +97,7 @@ export class UserBubble {
     this.status.replaceChildren();
     if (status === "queued") this.status.textContent = "Waiting for the connection…";
     if (status === "sending") this.status.textContent = "Sending…";
+    this.failure = status === "failed" ? (detail ?? "unknown error") : undefined;
     if (status === "failed") {
       const reason = el("span", "text-error font-medium", `Not sent: ${detail ?? "unknown error"}`);
       this.status.append(reason);
