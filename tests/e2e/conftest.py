@@ -36,8 +36,6 @@ SCREENSHOTS = ARTIFACTS / "screenshots"
 # tokens) grow over ~4 s.
 SCRIPTED_PACE = {"SCRIPTED_TTFT_MS": "700", "SCRIPTED_TOKENS_PER_SECOND": "45"}
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def stack(stack_factory: StackFactory) -> Stack:
