@@ -23,7 +23,7 @@ deps: $(UV)
 
 web:
 	@if [ -f web/package.json ]; then \
-		if [ ! -f web/dist/index.html ] || [ -n "$$(find web/src web/index.html web/package.json -newer web/dist/index.html 2>/dev/null | head -1)" ]; then \
+		if [ ! -f web/dist/index.html ] || [ -n "$$(find web/src web/index.html web/login.html web/package.json web/package-lock.json web/vite.config.ts -newer web/dist/index.html 2>/dev/null | head -1)" ]; then \
 			echo "building the chat page (web/)"; \
 			(cd web && npm ci --no-audit --no-fund && npm run build); \
 		fi; \
