@@ -1,21 +1,29 @@
-"""How a FastStream service is built, acknowledges work, reports health and runs.
+"""How a FastStream service is built, acknowledges work, reports health, runs and stops.
 
 Each service's `main.create_app(settings)` calls `create_broker`, registers its handlers and
 returns `service_app(...)`: an ASGI app whose lifespan starts and stops the broker and whose
 HTTP routes are the service's health port (`/livez`, `/readyz`).
+
+Stopping (SIGTERM): the service first cancels its consumers, so RabbitMQ sends it nothing more;
+then the messages it is handling get `SHUTDOWN_GRACE_SECONDS` to finish and be acknowledged;
+whatever is still unfinished then is cancelled, its channel closes, and RabbitMQ puts the
+unacknowledged messages back in their queue for another replica (`docs/deploy.md`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
+from aio_pika.abc import AbstractChannel
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
+from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import BaseModel, ValidationError
 
 from chat_shared.contracts import SessionEvent
@@ -63,6 +71,48 @@ async def process_work(
     await message.ack()
 
 
+def _consuming(broker: RabbitBroker) -> list[RabbitSubscriber]:
+    return [sub for sub in broker.subscribers if isinstance(sub, RabbitSubscriber) and sub.calls]
+
+
+async def consumers_up(broker: RabbitBroker) -> bool:
+    """Is every subscriber consuming? RabbitMQ cancels a consumer whose queue is deleted (or
+    whose quorum queue loses its members) and the connection stays up: the ping alone misses it.
+    """
+    for sub in _consuming(broker):
+        queue, tag = sub._queue_obj, sub._consumer_tag
+        if not sub.running or queue is None or not await is_consuming(queue.channel, tag):
+            return False
+    return True
+
+
+async def is_consuming(channel: AbstractChannel, consumer_tag: str | None) -> bool:
+    """Does RabbitMQ still deliver to this consumer (aio-pika forgets a consumer the server
+    cancelled, and restores it under the same tag after a reconnection)?"""
+    if consumer_tag is None or channel.is_closed:
+        return False
+    try:
+        underlay = await channel.get_underlay_channel()
+    except Exception:
+        return False
+    return consumer_tag in getattr(underlay, "consumers", {})
+
+
+async def stop_consuming(broker: RabbitBroker) -> None:
+    """Cancel every consumer, so that during the grace period RabbitMQ delivers nothing more
+    to this replica: a message delivered now would wait, unhandled, until the channel closes.
+    (FastStream alone cancels its consumers only after the grace period.)"""
+    for sub in _consuming(broker):
+        queue, tag = sub._queue_obj, sub._consumer_tag
+        if queue is None or tag is None or queue.channel.is_closed:
+            continue
+        with contextlib.suppress(Exception):
+            await queue.cancel(tag)
+            # Cancelled: FastStream's own stop must not cancel it again.
+            sub._consumer_tag = None
+            log.info("stopped consuming %s", queue.name)
+
+
 def service_app(
     broker: RabbitBroker,
     settings: ServiceSettings,
@@ -83,6 +133,8 @@ def service_app(
     async def readyz(scope: Scope) -> AsgiResponse:
         if not await broker.ping(1.0):
             return AsgiResponse(b"broker not connected", 503)
+        if not await consumers_up(broker):
+            return AsgiResponse(b"not consuming", 503)
         for check in ready_checks:
             if not await check():
                 return AsgiResponse(b"not ready", 503)
@@ -91,12 +143,15 @@ def service_app(
     async def declare() -> None:
         await declare_topology_at(settings.amqp_url, topology)
 
+    async def stop() -> None:
+        await stop_consuming(broker)
+
     return AsgiFastStream(
         broker,
         asgi_routes=[("/livez", livez), ("/readyz", readyz)],
         on_startup=[declare, *on_startup],
         after_startup=list(after_startup),
-        on_shutdown=list(on_shutdown),
+        on_shutdown=[stop, *on_shutdown],
         logger=logging.getLogger("faststream"),
     )
 
