@@ -17,6 +17,7 @@ from uuid import UUID
 
 import aio_pika
 import pytest
+import websockets
 
 from chat_shared.contracts import UserRef
 from chat_shared.topology import Topology
@@ -221,3 +222,90 @@ async def test_a_stopping_worker_takes_no_new_request(
     for chat in (long_chat, short_chat, late_chat):
         await chat.close()
 
+
+@pytest.fixture
+def two_gateways(stack: Stack) -> Iterator[Stack]:
+    """A second gateway replica, "gateway-b"; the first is restarted if a test stopped it."""
+    stack.start("gateway-b", service="gateway")
+    stack.wait_ready(("gateway-b",))
+    yield stack
+    stack.stop("gateway-b")
+    if "gateway" not in stack.processes:
+        stack.start("gateway")
+        stack.wait_ready(("gateway",))
+
+
+def ws_url(stack: Stack, name: str) -> str:
+    return f"ws://127.0.0.1:{stack.ports[name]}/ws"
+
+
+async def frames_until_closed(client: ChatClient) -> tuple[list[dict[str, object]], int | None]:
+    """The frames the server sends until it closes the socket, and its close code (None when
+    the server sent no close frame: the TCP connection just broke)."""
+    frames = []
+    while True:
+        try:
+            frames.append(await client.recv(timeout=30))
+        except websockets.ConnectionClosed as closed:
+            return frames, closed.rcvd.code if closed.rcvd is not None else None
+
+
+async def test_a_stopping_gateway_sends_what_it_holds_then_closes_with_1012(
+    two_gateways: Stack, user: UserRef, database_url: str
+) -> None:
+    stack = two_gateways
+    start_worker(stack, grace_seconds=20)
+    client = await ChatClient.connect(ws_url(stack, "gateway"), token_for(user))
+    joined = await client.join()
+    accepted = await client.send(QUESTION)
+    reply_id = accepted["reply_message_id"]
+    await first_token(client, reply_id)
+
+    gateway = sigterm(stack, "gateway")
+    _frames, code = await frames_until_closed(client)
+    assert code == 1012
+    assert await stopped_cleanly(stack, "gateway", gateway)
+    assert "closing 1 sockets" in stack.logs("gateway")
+    seqs = [f["seq"] for f in client.frames if f.get("message_id") == reply_id]
+    assert seqs == list(range(1, len(seqs) + 1)), "a frame queued for the socket was dropped"
+    with pytest.raises(ConnectionRefusedError):  # nothing listens any more
+        await ChatClient.connect(ws_url(stack, "gateway"), token_for(user))
+
+    # The client reconnects to the other replica and rejoins: the answer is there, whole.
+    again = await ChatClient.connect(ws_url(stack, "gateway-b"), token_for(user))
+    rejoined = await again.join(joined["session_id"])
+    assert rejoined["type"] == "joined"
+    done = [m for m in rejoined["messages"] if m["message_id"] == reply_id]
+    if not done or done[0]["status"] != "complete":  # still streaming: it goes on here
+        assert (await again.answer(reply_id, timeout=30))[-1]["type"] == "complete"
+    rows = await wait_for_rows(
+        database_url,
+        "SELECT status FROM chat.messages WHERE id = :m AND status = 'complete'",
+        m=UUID(reply_id),
+    )
+    assert len(rows) == 1
+    await again.close()
+
+
+async def test_a_send_racing_the_gateway_stop_is_accepted_or_not_sent_at_all(
+    two_gateways: Stack, user: UserRef, database_url: str
+) -> None:
+    """Every `send` either got `accepted` before the 1012, and was published, or was not
+    published: the client resends exactly those that were not accepted."""
+    stack = two_gateways
+    client = await ChatClient.connect(ws_url(stack, "gateway"), token_for(user))
+    joined = await client.join()
+    session_id = UUID(joined["session_id"])
+    for n in range(30):
+        await client.frame({"type": "send", "text": "who am I?", "client_message_id": f"m{n}"})
+    gateway = sigterm(stack, "gateway")
+    frames, code = await frames_until_closed(client)
+    assert code == 1012
+    accepted = {f["message_id"] for f in frames if f["type"] == "accepted"}
+    assert await stopped_cleanly(stack, "gateway", gateway)
+
+    query = "SELECT id FROM chat.messages WHERE session_id = :s AND role = 'user'"
+    rows = await wait_for_rows(database_url, query, count=len(accepted), s=session_id)
+    await asyncio.sleep(1)  # anything published without an `accepted` would show up by now
+    rows = await wait_for_rows(database_url, query, count=len(accepted), s=session_id)
+    assert {str(r["id"]) for r in rows} == accepted

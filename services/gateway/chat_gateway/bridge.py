@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 
 import aio_pika
 from aio_pika.abc import (
+    AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 from chat_gateway.settings import GatewaySettings
 from chat_shared.contracts import UserMessage, UserSignedOut
 from chat_shared.declare import declare_topology
+from chat_shared.runtime import is_consuming
 from chat_shared.topology import Topology, session_binding, session_key
 
 log = logging.getLogger("chat_gateway.bridge")
@@ -53,6 +55,8 @@ class BrokerBridge:
         self._session_queue: AbstractQueue | None = None
         self._reply_queue: AbstractQueue | None = None
         self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._consume_channel: AbstractChannel | None = None
+        self._consumer_tags: list[str] = []
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
@@ -74,11 +78,14 @@ class BrokerBridge:
             name, exclusive=True, auto_delete=True
         )
         await self._session_queue.bind(self._control)
-        await self._session_queue.consume(self._deliver, no_ack=True)
+        self._consumer_tags = [
+            await self._session_queue.consume(self._deliver, no_ack=True),
+        ]
         self._reply_queue = await consume_channel.declare_queue(
             f"{name}.replies", exclusive=True, auto_delete=True
         )
-        await self._reply_queue.consume(self._on_reply, no_ack=True)
+        self._consumer_tags.append(await self._reply_queue.consume(self._on_reply, no_ack=True))
+        self._consume_channel = consume_channel
 
     async def stop(self) -> None:
         if self._connection is not None:
@@ -88,6 +95,15 @@ class BrokerBridge:
     @property
     def connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
+
+    async def consuming(self) -> bool:
+        """Connected, and RabbitMQ still delivers to both of this replica's queues."""
+        if not self.connected or self._consume_channel is None:
+            return False
+        for tag in self._consumer_tags:
+            if not await is_consuming(self._consume_channel, tag):
+                return False
+        return True
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         if message.exchange == self._topology.control.name:

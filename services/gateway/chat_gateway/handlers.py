@@ -13,6 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from chat_gateway.conversation import Conversation
 from chat_gateway.deps import token_from, websocket_state
+from chat_gateway.drain import CLOSE_SERVICE_RESTART, Drain
 from chat_gateway.hub import CLOSE_SIGNED_OUT, CLOSE_TOO_MANY_SOCKETS, Client
 from chat_shared.protocol import ErrorCode, ErrorFrame
 
@@ -30,7 +31,9 @@ async def livez() -> PlainTextResponse:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> PlainTextResponse:
-    if not request.app.state.bridge.connected:
+    if request.app.state.drain.draining:
+        return PlainTextResponse("stopping", status_code=503)
+    if not await request.app.state.bridge.consuming():
         return PlainTextResponse("broker not connected", status_code=503)
     return PlainTextResponse("ready")
 
@@ -55,6 +58,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(code=REFUSED)
         return
     await websocket.accept()
+    drain: Drain = websocket.app.state.drain
+    if drain.draining:  # this replica is stopping: reconnect to another one
+        await websocket.close(code=CLOSE_SERVICE_RESTART)
+        return
     if hub.sockets_of(who.user.user_id) >= settings.max_sockets_per_user:
         await websocket.close(code=CLOSE_TOO_MANY_SOCKETS, reason="too many connections")
         return
@@ -62,23 +69,28 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     hub.connect(client)
     expiry = asyncio.create_task(_expire(client, who.expires_at))
     conversation = Conversation(client, hub, bridge, settings)
+    drain.track(client)
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            text = message.get("text")
-            if text is None:
-                conversation.reply(
-                    ErrorFrame(
-                        code=ErrorCode.BAD_REQUEST, message="binary frames are not supported"
+            async with drain.handling(client) as may_handle:
+                if not may_handle:  # stopping: the socket is being closed with 1012
+                    continue
+                text = message.get("text")
+                if text is None:
+                    conversation.reply(
+                        ErrorFrame(
+                            code=ErrorCode.BAD_REQUEST, message="binary frames are not supported"
+                        )
                     )
-                )
-                continue
-            await conversation.on_text(text)
+                    continue
+                await conversation.on_text(text)
     except WebSocketDisconnect:
         pass
     finally:
+        drain.forget(client)
         expiry.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await expiry

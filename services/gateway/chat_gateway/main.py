@@ -17,6 +17,7 @@ from chat_gateway import api, handlers
 from chat_gateway.access import AccessControl
 from chat_gateway.auth import TokenVerifier
 from chat_gateway.bridge import BrokerBridge
+from chat_gateway.drain import Drain, DrainingServer
 from chat_gateway.frames import to_frame
 from chat_gateway.hub import CLOSE_SIGNED_OUT, SessionHub
 from chat_gateway.settings import GatewaySettings
@@ -82,6 +83,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.hub = hub
     app.state.engine = engine
     app.state.access = AccessControl(TokenVerifier(settings), engine)
+    app.state.drain = Drain()
     app.include_router(handlers.router)
     app.include_router(api.router)
     assets = settings.web_dist_dir / "assets"
@@ -93,8 +95,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 def run() -> None:
     settings = GatewaySettings()
     configure_logging(SERVICE, settings.log_level)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,
@@ -103,3 +106,5 @@ def run() -> None:
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
+    # On SIGTERM: stop accepting, close every socket with 1012 once flushed, then stop.
+    DrainingServer(config, app.state.drain, settings.shutdown_grace_seconds).run()
