@@ -39,7 +39,7 @@ async def test_queued_frames_are_sent_before_the_1012_close() -> None:
     for n in range(20):
         client.send(f"frame {n}")
 
-    await drain.close_all(timeout=5)
+    await drain.close_all(within_seconds=5)
 
     assert socket.sent == [*(f"frame {n}" for n in range(20)), ("close", CLOSE_SERVICE_RESTART)]
 
@@ -59,7 +59,7 @@ async def test_the_frame_being_handled_finishes_and_its_reply_goes_out_first() -
 
     handler = asyncio.create_task(handle_send())
     await publishing.wait()
-    await drain.close_all(timeout=5)
+    await drain.close_all(within_seconds=5)
     await handler
 
     assert socket.sent == ["accepted", ("close", CLOSE_SERVICE_RESTART)]
@@ -69,7 +69,7 @@ async def test_frames_that_arrive_once_stopping_are_not_handled() -> None:
     drain, socket = Drain(), RecordingSocket()
     client = client_on(socket)
     drain.track(client)
-    await drain.close_all(timeout=5)
+    await drain.close_all(within_seconds=5)
 
     async with drain.handling(client) as may_handle:
         assert not may_handle
@@ -87,4 +87,4 @@ async def test_a_socket_that_cannot_be_flushed_does_not_hold_the_stop_forever() 
     drain.track(client)
     client.send("never written")
     async with asyncio.timeout(8):
-        await drain.close_all(timeout=0.2)
+        await drain.close_all(within_seconds=0.2)

@@ -53,17 +53,17 @@ class Drain:
         async with lock:
             yield not self.draining
 
-    async def close_all(self, timeout: float) -> None:
-        """Stop handling frames, flush every socket and close it with 1012, within `timeout`."""
+    async def close_all(self, within_seconds: float) -> None:
+        """Stop handling frames; flush every socket and close it with 1012, in at most that time."""
         self.draining = True
         sockets = list(self._sockets.items())
         if not sockets:
             return
         log.info("closing %d sockets: clients reconnect to another replica", len(sockets))
         tasks = [asyncio.create_task(self._close(client, lock)) for client, lock in sockets]
-        _done, pending = await asyncio.wait(tasks, timeout=timeout)
+        _done, pending = await asyncio.wait(tasks, timeout=within_seconds)
         if pending:
-            log.warning("%d sockets not closed within %.0f s", len(pending), timeout)
+            log.warning("%d sockets not closed within %.0f s", len(pending), within_seconds)
             for task in pending:
                 task.cancel()
 

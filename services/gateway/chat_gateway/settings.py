@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from chat_shared.settings import DEFAULT_DATABASE_URL, SecretSettings
+from chat_shared.settings import DEFAULT_DATABASE_URL, SecretSettings, asyncpg_url
 
 WEB_DIST = Path(__file__).resolve().parents[3] / "web" / "dist"
 
@@ -54,6 +54,11 @@ class GatewaySettings(SecretSettings):
     # (the worker decides; the gateway never calls a model and keeps no key).
     llm_provider: str | None = None
     anthropic_api_key_set: bool = Field(default=False, validation_alias="ANTHROPIC_API_KEY")
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg(cls, value: str) -> str:
+        return asyncpg_url(value)
 
     @field_validator("anthropic_api_key_set", mode="before")
     @classmethod
