@@ -46,3 +46,13 @@ def test_a_plain_postgresql_url_is_used_with_asyncpg(
 def test_the_default_database_url_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     assert HistorySettings(_env_file=None).database_url == DEFAULT_DATABASE_URL  # type: ignore[call-arg]
+
+
+def test_chatctl_uses_a_plain_postgresql_admin_url_with_asyncpg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chatctl.cli import ChatctlSettings
+
+    monkeypatch.setenv("DATABASE_ADMIN_URL", "postgresql://agentchat:pw@pg-rw:5432/agentchat")
+    settings = ChatctlSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_admin_url == "postgresql+asyncpg://agentchat:pw@pg-rw:5432/agentchat"

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from pydantic import field_validator
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from chat_gateway import identity
@@ -25,7 +26,7 @@ from chat_gateway.settings import GatewaySettings
 from chat_history import migrate as history_migrate
 from chat_history import repository as history
 from chat_shared.contracts import UserRef
-from chat_shared.settings import DEFAULT_DATABASE_ADMIN_URL
+from chat_shared.settings import DEFAULT_DATABASE_ADMIN_URL, asyncpg_url
 from chatctl import infra
 
 MIN_PASSWORD_LENGTH = 8
@@ -36,6 +37,11 @@ class ChatctlSettings(GatewaySettings):
     # chatctl works as the tables' owner: it creates the database, migrates and administers.
     # The services connect with DATABASE_URL, a role that row-level security applies to.
     database_admin_url: str = DEFAULT_DATABASE_ADMIN_URL
+
+    @field_validator("database_admin_url")
+    @classmethod
+    def _asyncpg_admin(cls, value: str) -> str:
+        return asyncpg_url(value)  # e.g. CloudNativePG's `uri` secret: postgresql://...
 
 
 DEMO_EMAIL = "demo@example.com"

@@ -9,6 +9,7 @@ import time
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import PlainTextResponse
+from sqlalchemy import text
 from starlette.websockets import WebSocketDisconnect
 
 from chat_gateway.conversation import Conversation
@@ -35,6 +36,11 @@ async def readyz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("stopping", status_code=503)
     if not await request.app.state.bridge.consuming():
         return PlainTextResponse("broker not connected", status_code=503)
+    try:
+        async with request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        return PlainTextResponse("database not answering", status_code=503)
     return PlainTextResponse("ready")
 
 
