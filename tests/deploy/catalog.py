@@ -56,13 +56,14 @@ def _settings_class(target: str) -> type[BaseSettings]:
             for _, cls in inspect.getmembers(module, inspect.isclass)
             if issubclass(cls, BaseSettings) and cls.__module__ == module.__name__
         ]
-    except ModuleNotFoundError:  # a tool such as chatctl: the settings class it imports
+    except ModuleNotFoundError:  # a tool such as chatctl: the class its module defines
         module = importlib.import_module(module_name)
-        defined = [
+        classes = [
             cls
             for _, cls in inspect.getmembers(module, inspect.isclass)
             if issubclass(cls, BaseSettings) and cls is not BaseSettings
         ]
+        defined = [cls for cls in classes if cls.__module__ == module.__name__] or classes
     if len(defined) != 1:
         raise LookupError(f"{target}: expected one settings class, found {defined}")
     return defined[0]
@@ -87,5 +88,5 @@ def services() -> dict[str, Command]:
 
 
 def all_settings() -> frozenset[str]:
-    """Every variable some service reads."""
-    return frozenset().union(*(c.env for c in services().values()))
+    """Every variable some command of ours reads (the services, and chatctl for migrations)."""
+    return frozenset().union(*(c.env for c in commands().values()))

@@ -229,11 +229,16 @@ def test_stopping_pods_get_longer_than_their_shutdown_grace(overlay: str) -> Non
 def test_no_secret_is_committed(overlay: str) -> None:
     secrets = of_kind(render(overlay), "Secret")
     if overlay == "dev":
-        # The code's public development placeholder, accepted only with APP_ENV=development.
-        assert [s["metadata"]["name"].rsplit("-", 1)[0] for s in secrets] == ["agentchat-jwt"]
+        # Public development values: the code's JWT placeholder (accepted only with
+        # APP_ENV=development) and a throwaway password for the services' database role.
+        by_name = {s["metadata"]["name"]: s["data"] for s in secrets}
+        jwt = next(name for name in by_name if name.startswith("agentchat-jwt-"))
+        assert set(by_name) == {jwt, "agentchat-pg-service"}
         config = of_kind(render(overlay), "ConfigMap")[0]["data"]
         assert config["APP_ENV"] == "development"
-        assert base64.b64decode(secrets[0]["data"]["secret"]).decode() == DEV_JWT_SECRET
+        assert base64.b64decode(by_name[jwt]["secret"]).decode() == DEV_JWT_SECRET
+        password = base64.b64decode(by_name["agentchat-pg-service"]["password"]).decode()
+        assert password.startswith("dev-only-")
     else:
         assert secrets == []
 

@@ -29,10 +29,8 @@ SECRET_STAND_INS = {
     ("agentchat-rabbitmq-default-user", "connection_string"): (
         "amqp://user:password@agentchat-rabbitmq.agentchat.svc:5672/"
     ),
-    (
-        "agentchat-pg-app",
-        "uri",
-    ): "postgresql://agentchat:password@agentchat-pg-rw.agentchat:5432/agentchat",
+    ("agentchat-pg-app", "uri"): "postgresql://agentchat:pw@agentchat-pg-rw:5432/agentchat",
+    ("agentchat-pg-service", "uri"): "postgresql://agentchat_app:pw@agentchat-pg-rw:5432/agentchat",
     ("agentchat-jwt", "secret"): "x" * 64,
     ("agentchat-anthropic", "api-key"): "sk-ant-stand-in",
 }
@@ -107,8 +105,12 @@ def test_each_container_starts_from_what_it_is_given(
             settings = load(command.settings, env, monkeypatch)
             if workload["kind"] == "Deployment":  # the migrations Job uses no broker
                 assert "127.0.0.1" not in settings.amqp_url, name
-            if hasattr(settings, "database_url") and "DATABASE_URL" in explicit:
-                assert settings.database_url.startswith("postgresql+asyncpg://agentchat:"), name
+            if "DATABASE_URL" in explicit:  # the services' role, never the owner
+                assert settings.database_url.startswith("postgresql+asyncpg://agentchat_app:"), name
+            if "DATABASE_ADMIN_URL" in explicit:
+                assert settings.database_admin_url.startswith("postgresql+asyncpg://agentchat:"), (
+                    name
+                )
             ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
             if command.script == "chat-gateway":
                 assert (settings.gateway_host, settings.gateway_port) == (
@@ -158,11 +160,13 @@ def test_each_compose_service_starts_from_what_it_is_given(
     dotenv = tuple(sorted(env_example().items())) if with_env_example else ()
     for name, (service, command) in compose_app_services(dotenv).items():
         settings = load(command.settings, compose_environment(service), monkeypatch)
-        if command.script == "chatctl":  # the migrations: database only
-            assert "@postgres:5432/" in settings.database_url, name
+        if command.script == "chatctl":  # the migrations: the owner, and the role to grant
+            assert settings.database_admin_url.startswith("postgresql+asyncpg://agentchat:"), name
+            assert settings.database_url.startswith("postgresql+asyncpg://agentchat_app:"), name
             continue
         assert "@rabbitmq:5672" in settings.amqp_url, name
-        if hasattr(settings, "database_url") and "DATABASE_URL" in compose_environment(service):
+        if "DATABASE_URL" in compose_environment(service):  # the services' role
+            assert settings.database_url.startswith("postgresql+asyncpg://agentchat_app:"), name
             assert "@postgres:5432/" in settings.database_url, name
         healthcheck = " ".join(service.get("healthcheck", {}).get("test", []))
         if command.script == "chat-gateway":
