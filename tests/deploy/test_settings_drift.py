@@ -175,3 +175,20 @@ def test_each_compose_service_starts_from_what_it_is_given(
             assert any(p.endswith(f":{settings.gateway_port}") for p in service["ports"]), name
         elif command.script.startswith("chat-"):
             assert f"{settings.health_host}:{settings.health_port}/readyz" in healthcheck, name
+
+
+def test_env_example_shows_the_values_in_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uncommenting every line of .env.example changes no setting of any service: the values
+    it shows are the ones in force without it. (WEB_DIST_DIR is /app/web/dist in the image,
+    and relative to the checkout here.)"""
+    bare = compose_app_services()
+    documented = compose_app_services(tuple(sorted(env_example().items())))
+    for name, (service, command) in bare.items():
+        without = load(command.settings, compose_environment(service), monkeypatch)
+        with_example = load(command.settings, compose_environment(documented[name][0]), monkeypatch)
+        differ = {
+            field
+            for field in command.settings.model_fields
+            if field != "web_dist_dir" and getattr(without, field) != getattr(with_example, field)
+        }
+        assert sorted(differ) == [], name
