@@ -225,14 +225,12 @@ async def test_a_stopping_worker_takes_no_new_request(
 
 @pytest.fixture
 def two_gateways(stack: Stack) -> Iterator[Stack]:
-    """A second gateway replica, "gateway-b"; the first is restarted if a test stopped it."""
+    """A second gateway replica, "gateway-b": the one the tests stop (so that the module's own
+    gateway needs no restart)."""
     stack.start("gateway-b", service="gateway")
     stack.wait_ready(("gateway-b",))
     yield stack
     stack.stop("gateway-b")
-    if "gateway" not in stack.processes:
-        stack.start("gateway")
-        stack.wait_ready(("gateway",))
 
 
 def ws_url(stack: Stack, name: str) -> str:
@@ -255,24 +253,24 @@ async def test_a_stopping_gateway_sends_what_it_holds_then_closes_with_1012(
 ) -> None:
     stack = two_gateways
     start_worker(stack, grace_seconds=20)
-    client = await ChatClient.connect(ws_url(stack, "gateway"), token_for(user))
+    client = await ChatClient.connect(ws_url(stack, "gateway-b"), token_for(user))
     joined = await client.join()
     accepted = await client.send(QUESTION)
     reply_id = accepted["reply_message_id"]
     await first_token(client, reply_id)
 
-    gateway = sigterm(stack, "gateway")
+    gateway = sigterm(stack, "gateway-b")
     _frames, code = await frames_until_closed(client)
     assert code == 1012
-    assert await stopped_cleanly(stack, "gateway", gateway)
-    assert "closing 1 sockets" in stack.logs("gateway")
+    assert await stopped_cleanly(stack, "gateway-b", gateway)
+    assert "closing 1 sockets" in stack.logs("gateway-b")
     seqs = [f["seq"] for f in client.frames if f.get("message_id") == reply_id]
     assert seqs == list(range(1, len(seqs) + 1)), "a frame queued for the socket was dropped"
     with pytest.raises(ConnectionRefusedError):  # nothing listens any more
-        await ChatClient.connect(ws_url(stack, "gateway"), token_for(user))
+        await ChatClient.connect(ws_url(stack, "gateway-b"), token_for(user))
 
     # The client reconnects to the other replica and rejoins: the answer is there, whole.
-    again = await ChatClient.connect(ws_url(stack, "gateway-b"), token_for(user))
+    again = await ChatClient.connect(ws_url(stack, "gateway"), token_for(user))
     rejoined = await again.join(joined["session_id"])
     assert rejoined["type"] == "joined"
     done = [m for m in rejoined["messages"] if m["message_id"] == reply_id]
@@ -293,16 +291,16 @@ async def test_a_send_racing_the_gateway_stop_is_accepted_or_not_sent_at_all(
     """Every `send` either got `accepted` before the 1012, and was published, or was not
     published: the client resends exactly those that were not accepted."""
     stack = two_gateways
-    client = await ChatClient.connect(ws_url(stack, "gateway"), token_for(user))
+    client = await ChatClient.connect(ws_url(stack, "gateway-b"), token_for(user))
     joined = await client.join()
     session_id = UUID(joined["session_id"])
     for n in range(30):
         await client.frame({"type": "send", "text": "who am I?", "client_message_id": f"m{n}"})
-    gateway = sigterm(stack, "gateway")
+    gateway = sigterm(stack, "gateway-b")
     frames, code = await frames_until_closed(client)
     assert code == 1012
     accepted = {f["message_id"] for f in frames if f["type"] == "accepted"}
-    assert await stopped_cleanly(stack, "gateway", gateway)
+    assert await stopped_cleanly(stack, "gateway-b", gateway)
 
     query = "SELECT id FROM chat.messages WHERE session_id = :s AND role = 'user'"
     rows = await wait_for_rows(database_url, query, count=len(accepted), s=session_id)
