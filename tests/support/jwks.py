@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +10,6 @@ from typing import Any
 from uuid import uuid4
 
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -19,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tests.support.http_server import serving
 from tests.support.stack import free_port
 
 ISSUER = "https://idp.test.example"
@@ -86,20 +85,5 @@ class IdentityProvider:
 @contextmanager
 def running_identity_provider() -> Iterator[IdentityProvider]:
     provider = IdentityProvider()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            provider.app, host="127.0.0.1", port=provider.port, log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test identity provider did not start")
-        time.sleep(0.02)
-    try:
+    with serving(provider.app, provider.port, "the test identity provider"):
         yield provider
-    finally:
-        server.should_exit = True
-        thread.join(5)
