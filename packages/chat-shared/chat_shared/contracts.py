@@ -214,6 +214,7 @@ class DeliveredEvent(SessionEvent):
     type: Literal["delivered"] = "delivered"
     correlation_id: UUID
     message_id: UUID
+    org_id: UUID
     seq: int = Field(ge=1)
     delivered_at: float
 
