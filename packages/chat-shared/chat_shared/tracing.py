@@ -70,6 +70,7 @@ _chat_attributes: contextvars.ContextVar[Mapping[str, str] | None] = contextvars
     "chat_attributes", default=None
 )
 _SESSION_SEGMENT = re.compile(r"\.session\.[0-9a-f-]{36}\.")
+_REPLY_QUEUE = re.compile(r"amq\.rabbitmq\.reply-to\..*$")
 
 
 def enable_tracing() -> None:
@@ -169,11 +170,18 @@ def _bound(attributes: Mapping[str, str] | None) -> Iterator[None]:
 def turn_span(
     name: str, attributes: Mapping[str, str], kind: SpanKind = SpanKind.SERVER
 ) -> Iterator[Span | None]:
-    """The root span of a turn, with its ids bound for every span started inside."""
+    """The root span of a turn, with its ids bound for every span started inside.
+
+    A new trace, whatever span is current (a WebSocket lives for many turns, and FastAPI may
+    have a span open for the whole connection): one user message is one trace.
+    """
     if not _enabled:
         yield None
         return
-    with _bound(attributes), _tracer().start_as_current_span(name, kind=kind) as root:
+    with (
+        _bound(attributes),
+        _tracer().start_as_current_span(name, context=Context(), kind=kind) as root,
+    ):
         yield root
 
 
@@ -217,7 +225,7 @@ def current_trace_id() -> str | None:
 
 def _span_destination(name: str) -> str:
     """Span names must not grow with the data: `….session.<id>.token` → `….session.*.token`."""
-    return _SESSION_SEGMENT.sub(".session.*.", name)
+    return _REPLY_QUEUE.sub("amq.rabbitmq.reply-to", _SESSION_SEGMENT.sub(".session.*.", name))
 
 
 class _ChatSettingsProvider(RabbitTelemetrySettingsProvider):
@@ -229,15 +237,20 @@ class _ChatSettingsProvider(RabbitTelemetrySettingsProvider):
 
 
 class _ChatScope(BaseTelemetryMiddleware[RabbitPublishCommand]):
+    _consumed: Mapping[str, str] | None = None
+
     async def consume_scope(self, call_next: Any, msg: Any) -> Any:
-        with _bound(_chat_baggage(msg.headers)):
+        self._consumed = _chat_baggage(msg.headers)
+        with _bound(self._consumed):
             return await super().consume_scope(call_next, msg)
 
     async def publish_scope(self, call_next: Any, msg: RabbitPublishCommand) -> Any:
         # The token path: no span and no header, except for an answer's first token.
         if msg.destination.endswith(TOKEN_SUFFIX) and FIRST_TOKEN_HEADER not in msg.headers:
             return await call_next(msg)
-        return await super().publish_scope(call_next, msg)
+        # A reply to a request is published by the consuming scope, after the handler.
+        with _bound(self._consumed):
+            return await super().publish_scope(call_next, msg)
 
 
 class ChatTelemetryMiddleware(RabbitTelemetryMiddleware):
