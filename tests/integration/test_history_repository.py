@@ -229,9 +229,12 @@ async def test_hop_times_arrive_in_any_order_and_the_timeline_is_only_the_owners
         complete,
     ):
         async with engine.begin() as conn:
-            await repository.save_complete(conn, complete) if event is complete else None
-            await repository.save_routed(conn, routed) if event is routed else None
-            await repository.save_user_message(conn, message) if event is message else None
+            if isinstance(event, CompleteEvent):
+                await repository.save_complete(conn, event)
+            elif isinstance(event, RoutedEvent):
+                await repository.save_routed(conn, event)
+            elif isinstance(event, UserMessage):
+                await repository.save_user_message(conn, event)
             await timings.record(conn, event)
 
     async with engine.begin() as conn:
