@@ -149,3 +149,13 @@ def test_span_names_do_not_grow_with_sessions_or_reply_queues() -> None:
         _span_destination("default.amq.rabbitmq.reply-to.g1h2AA1yZXBs.oYdkqh8Q==")
         == "default.amq.rabbitmq.reply-to"
     )
+
+
+def test_a_token_the_worker_stamped_itself_is_published_as_it_is() -> None:
+    token = TokenEvent(seq=2, text="a", emitted_at=5.0, **_ids())  # type: ignore[arg-type]
+    with turn(queued_at=1.0):
+        assert stamp(token) is token
+    first = TokenEvent(seq=1, text="a", emitted_at=4.0, **_ids())  # type: ignore[arg-type]
+    with turn(queued_at=1.0) as current:
+        assert stamp(first).emitted_at == 4.0
+    assert current.first_output_at == 4.0

@@ -90,18 +90,22 @@ def mark_model_called() -> None:
 
 
 def stamp(event: StreamEvent) -> StreamEvent:
-    """The event as it is published: with its emit time and, if it ends the answer, the hops.
+    """The event as it is published: with its emit time (kept if the worker set it) and, if
+    it ends the answer, the turn's hops.
 
     The answer's first event is also marked on the current span (`first_token` for a token,
     `first_output` otherwise).
     """
-    emitted_at = time.time()
     current = _turn.get()
+    emitted_at = event.emitted_at or time.time()
     if current is not None and event.seq == 1:
         current.first_output_at = emitted_at
         add_event("first_token" if getattr(event, "type", None) == "token" else "first_output")
-    if isinstance(event, CompleteEvent | ErrorEvent) and current is not None:
+    if current is not None and isinstance(event, CompleteEvent | ErrorEvent):
         return event.model_copy(update={"emitted_at": emitted_at, "hops": current.hops()})
+    if event.emitted_at is not None:
+        return event
+    # A copy costs a few µs: on the token path the worker sets `emitted_at` as it builds it.
     return event.model_copy(update={"emitted_at": emitted_at})
 
 

@@ -22,6 +22,7 @@ from chat_shared.contracts import (
     LlmRequest,
     TokenEvent,
     Usage,
+    now,
 )
 from chat_shared.protocol import ErrorCode
 from chat_shared.runtime import process_work, publish_event
@@ -134,6 +135,7 @@ def register(broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provid
                         message_id=request.message_id,
                         seq=seq,
                         text=delta,
+                        emitted_at=now(),
                     ),
                     persist=False,
                 )
