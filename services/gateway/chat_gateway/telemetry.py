@@ -1,8 +1,11 @@
-"""What the gateway measures and reports: deliveries, open sockets, the turn's root span.
+"""What the gateway measures and reports: deliveries and open sockets.
 
-Per token event the gateway does one histogram record (the delivery lag) and, with tracing on,
-one header lookup; only an answer's first event and its last are traced (see
-chat_shared.tracing), and only the first is reported to history for the message's timeline.
+Per token event the gateway does a modulo and, with tracing on, one header lookup: the delivery
+lag is sampled (every event but tokens, and one token in `LAG_SAMPLE_EVERY`, starting with the
+first), because a histogram record costs about as much as the rest of the gateway's
+telemetry put together (docs/observability.md). Only an answer's first event and its last are
+traced (see chat_shared.tracing), and only the first is reported to history for the message's
+timeline.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from uuid import UUID
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from chat_gateway.hub import SessionHub
-from chat_shared.contracts import DeliveredEvent, StreamEvent
+from chat_shared.contracts import DeliveredEvent, StreamEvent, TokenEvent
 from chat_shared.telemetry import instruments
 from chat_shared.tracing import TRACEPARENT, consumer_span, tracing_enabled
 
@@ -29,6 +32,8 @@ log = logging.getLogger("chat_gateway.telemetry")
 # Events that become frames for the browser: their delivery is a span of the turn's trace.
 FRAME_EVENTS = frozenset({"token", "tool_call", "tool_result", "complete", "error"})
 _UNTRACED: AbstractContextManager[Any] = contextlib.nullcontext()
+# Tokens 1, 17, 33, ... of each answer are timed.
+LAG_SAMPLE_EVERY = 16
 
 
 def delivery_span(
@@ -57,10 +62,13 @@ class Deliveries:
         self._lag = instruments().delivery_lag
 
     def delivered(self, event: StreamEvent) -> None:
+        seq = event.seq
+        if seq % LAG_SAMPLE_EVERY != 1 and isinstance(event, TokenEvent):
+            return  # the token path
         now = time.time()
         if event.emitted_at is not None:
             self._lag.record(now - event.emitted_at)
-        org_id = self._org_of(event.session_id) if event.seq == 1 else None
+        org_id = self._org_of(event.session_id) if seq == 1 else None
         if org_id is not None:
             report = DeliveredEvent(
                 session_id=event.session_id,
