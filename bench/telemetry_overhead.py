@@ -233,6 +233,13 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="py-spy the OTel-on stack")
+    parser.add_argument(
+        "--on-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of the OTel-on stack, e.g. OTEL_TRACES_SAMPLER=always_off",
+    )
     args = parser.parse_args()
     micro()
     runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
@@ -241,6 +248,7 @@ def main() -> None:
         on_env = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+            **dict(pair.split("=", 1) for pair in args.on_env),
         }
         for round_ in range(args.rounds):
             with (

@@ -6,6 +6,8 @@
 - Metrics are always kept (in memory, a few counters and histograms) and served as Prometheus
   text on each service's health port at `/metrics`; with an endpoint they are also pushed over
   OTLP every `OTEL_METRIC_EXPORT_INTERVAL` ms.
+- Both providers flush what they hold when the process exits (the SDK's exit hooks), so a
+  service stopped with SIGTERM exports its last spans.
 - The standard variables are honoured by the SDK itself: `OTEL_SERVICE_NAME`,
   `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_BSP_*`,
   `OTEL_EXPORTER_OTLP_HEADERS`/`_TIMEOUT`/`_COMPRESSION`/`_CERTIFICATE`, `OTEL_SDK_DISABLED`,
@@ -116,12 +118,6 @@ class Telemetry:
     def metrics_text(self) -> bytes:
         """The service's metrics in the Prometheus text format."""
         return generate_latest(self.registry)
-
-    def shutdown(self) -> None:
-        """Export what is buffered (spans, metrics) before the process ends."""
-        if self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
 
 
 _telemetry: Telemetry | None = None
