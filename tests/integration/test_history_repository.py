@@ -215,6 +215,7 @@ async def test_hop_times_arrive_in_any_order_and_the_timeline_is_only_the_owners
             session_id=session_id,
             correlation_id=message.correlation_id,
             message_id=routed.message_id,
+            org_id=user.org_id,
             seq=1,
             delivered_at=at,
         )

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 def create_broker(settings: ServiceSettings, service: str) -> RabbitBroker:
-    telemetry = setup_telemetry(service)
+    telemetry = setup_telemetry(service, settings.otel_exporter_otlp_endpoint)
     # Without an OTLP endpoint there is no tracing middleware at all: no span, no header.
     middlewares = (ChatTelemetryMiddleware(),) if telemetry.tracing else ()
     return RabbitBroker(

@@ -123,13 +123,22 @@ class Telemetry:
 _telemetry: Telemetry | None = None
 
 
-def setup_telemetry(service: str, environ: Mapping[str, str] | None = None) -> Telemetry:
+def setup_telemetry(
+    service: str, endpoint: str | None = None, environ: Mapping[str, str] | None = None
+) -> Telemetry:
     """Install the process's meter provider and, if an OTLP endpoint is set, its tracer
-    provider. Called by every service at start; later calls return the first result."""
+    provider. Called by every service at start; later calls return the first result.
+
+    `endpoint` is the service's `OTEL_EXPORTER_OTLP_ENDPOINT` setting (which may come from a
+    `.env` file); the SDK's exporters read the environment, so it is put there if missing.
+    """
     global _telemetry
     if _telemetry is not None:
         return _telemetry
-    environ = os.environ if environ is None else environ
+    if environ is None:
+        if endpoint and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+        environ = os.environ
     attributes = {"service.namespace": "agentchat"}
     if not _set(environ, "OTEL_SERVICE_NAME"):
         attributes["service.name"] = service

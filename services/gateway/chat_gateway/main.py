@@ -38,7 +38,7 @@ log = logging.getLogger("chat_gateway")
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    setup_telemetry(SERVICE)
+    setup_telemetry(SERVICE, settings.otel_exporter_otlp_endpoint)
     hub: SessionHub | None = None
     deliveries: Deliveries | None = None
 
