@@ -45,6 +45,7 @@ __all__ = [
     "CHAIN",
     "Turn",
     "build_timeline",
+    "mark_first_output",
     "mark_model_called",
     "stamp",
     "turn",
@@ -89,6 +90,17 @@ def mark_model_called() -> None:
         current.model_called_at = time.time()
 
 
+def mark_first_output(emitted_at: float, *, token: bool) -> None:
+    """The answer's first event is being published: a hop of the turn, and an event on the
+    current span (`first_token`, or `first_output` for a tool call or an error). `stamp` does
+    this for events published with `publish_event`; a worker publishing its tokens another way
+    calls it for the first one."""
+    current = _turn.get()
+    if current is not None and current.first_output_at is None:
+        current.first_output_at = emitted_at
+        add_event("first_token" if token else "first_output")
+
+
 def stamp(event: StreamEvent) -> StreamEvent:
     """The event as it is published: with its emit time (kept if the worker set it) and, if
     it ends the answer, the turn's hops.
@@ -98,9 +110,8 @@ def stamp(event: StreamEvent) -> StreamEvent:
     """
     current = _turn.get()
     emitted_at = event.emitted_at or time.time()
-    if current is not None and event.seq == 1:
-        current.first_output_at = emitted_at
-        add_event("first_token" if getattr(event, "type", None) == "token" else "first_output")
+    if event.seq == 1:
+        mark_first_output(emitted_at, token=getattr(event, "type", None) == "token")
     if current is not None and isinstance(event, CompleteEvent | ErrorEvent):
         return event.model_copy(update={"emitted_at": emitted_at, "hops": current.hops()})
     if event.emitted_at is not None:
