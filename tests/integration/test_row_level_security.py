@@ -91,3 +91,32 @@ async def test_without_the_org_context_nothing_can_be_written(
             text("DELETE FROM chat.org_budgets WHERE org_id = :o"), {"o": org_id}
         )
     assert updated.rowcount == 0 and deleted.rowcount == 0
+
+
+async def test_message_timings_are_isolated_like_every_chat_table(
+    app_engine: AsyncEngine, database_url: str
+) -> None:
+    org_id, message_id = uuid4(), uuid4()
+    admin = create_async_engine(database_url)
+    async with admin.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO chat.message_timings (message_id, org_id, correlation_id, "
+                "received_at) VALUES (:m, :o, :c, now())"
+            ),
+            {"m": message_id, "o": org_id, "c": uuid4()},
+        )
+    await admin.dispose()
+    count = text("SELECT count(*) FROM chat.message_timings WHERE message_id = :m")
+    async with org_transaction(app_engine, org_id) as conn:
+        assert (await conn.execute(count, {"m": message_id})).scalar_one() == 1
+    async with org_transaction(app_engine, uuid4()) as conn:
+        assert (await conn.execute(count, {"m": message_id})).scalar_one() == 0
+        with pytest.raises(DBAPIError, match="row-level security"):
+            await conn.execute(
+                text(
+                    "INSERT INTO chat.message_timings (message_id, org_id, correlation_id) "
+                    "VALUES (:m, :o, :c)"
+                ),
+                {"m": uuid4(), "o": org_id, "c": uuid4()},
+            )

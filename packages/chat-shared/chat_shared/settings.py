@@ -43,6 +43,10 @@ class ServiceSettings(BaseSettings):
     health_port: int = 0
     # How long a service waits for in-flight work when it is told to stop.
     shutdown_grace_seconds: float = 15.0
+    # Where traces (and metrics) are exported over OTLP/HTTP, e.g. Jaeger's http://jaeger:4318.
+    # Unset: nothing is traced. The other OTEL_* variables are read by the OpenTelemetry SDK
+    # itself (docs/observability.md).
+    otel_exporter_otlp_endpoint: str | None = None
 
 
 def asyncpg_url(url: str) -> str:

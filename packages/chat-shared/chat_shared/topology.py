@@ -29,7 +29,8 @@ LLM_REQUEST_KEY: Final = "llm.request"
 MAX_DELIVERIES: Final = 5
 
 # Session events the history service persists. Tokens are deliberately absent: the
-# assistant message is persisted once, from its `complete` (or `error`) event.
+# assistant message is persisted once, from its `complete` (or `error`) event. `delivered`
+# (a gateway sent an answer's first event to a socket) only feeds the message's timeline.
 PERSISTED_EVENTS: Final = (
     "user_message",
     "routed",
@@ -37,7 +38,9 @@ PERSISTED_EVENTS: Final = (
     "tool_result",
     "complete",
     "error",
+    "delivered",
 )
+TOKEN_EVENT: Final = "token"  # noqa: S105 - an event name, not a secret
 
 
 def session_key(session_id: UUID | str, event: str) -> str:

@@ -1,4 +1,4 @@
-"""Pages and the HTTP API: sign-in, sign-out, the current user."""
+"""Pages and the HTTP API: sign-in, sign-out, the current user, a message's timeline."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
@@ -13,11 +14,12 @@ from pydantic import BaseModel, Field
 
 from chat_gateway import identity
 from chat_gateway.auth import mint_token
+from chat_gateway.bridge import BackendUnavailable
 from chat_gateway.deps import Bridge, CurrentIdentity, Engine, OptionalIdentity, Settings
 from chat_gateway.passwords import verify_password
 from chat_gateway.ratelimit import clear_login_failures, login_blocked_for, record_login_failure
 from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import UserSignedOut
+from chat_shared.contracts import GetTimeline, MessageTimeline, TimelineReply, UserSignedOut
 from chat_shared.protocol import UserInfo
 
 log = logging.getLogger("chat_gateway.api")
@@ -67,6 +69,29 @@ async def login_page(settings: Settings, who: OptionalIdentity) -> Response:
 async def me(who: CurrentIdentity) -> UserInfo:
     user = who.user
     return UserInfo(id=user.user_id, org_id=user.org_id, email=user.email, name=user.name)
+
+
+@router.get("/api/messages/{message_id}/timeline")
+async def message_timeline(
+    message_id: UUID, who: CurrentIdentity, bridge: Bridge
+) -> MessageTimeline:
+    """Where an answer's time went; only for the user who owns the message."""
+    user = who.user
+    request = GetTimeline(org_id=user.org_id, user_id=user.user_id, message_id=message_id)
+    try:
+        reply = TimelineReply.model_validate_json(await bridge.ask_history(request))
+    except BackendUnavailable as exc:
+        raise HTTPException(
+            status_code=503,
+            detail="The chat history service is not answering. Try again in a moment.",
+        ) from exc
+    if reply.timeline is None:
+        raise HTTPException(
+            status_code=404,
+            detail="No timeline for this message: it is not one of your answers, "
+            "or nothing has been recorded for it yet.",
+        )
+    return reply.timeline
 
 
 @router.post("/api/auth/login", response_model=UserInfo)

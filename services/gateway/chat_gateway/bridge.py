@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from uuid import UUID, uuid4
 
@@ -24,10 +25,13 @@ from aio_pika.abc import (
 from pydantic import BaseModel
 
 from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import UserMessage, UserSignedOut
+from chat_gateway.telemetry import delivery_span
+from chat_shared.contracts import DeliveredEvent, UserMessage, UserSignedOut
 from chat_shared.declare import declare_topology
 from chat_shared.runtime import is_consuming
+from chat_shared.telemetry import instruments
 from chat_shared.topology import Topology, session_binding, session_key
+from chat_shared.tracing import inject_headers
 
 log = logging.getLogger("chat_gateway.bridge")
 
@@ -109,7 +113,8 @@ class BrokerBridge:
         if message.exchange == self._topology.control.name:
             self._on_control(message.body)
         elif message.routing_key is not None:
-            self._on_event(message.routing_key, message.body)
+            with delivery_span(message.routing_key, message.headers):
+                self._on_event(message.routing_key, message.body)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._pending.pop(message.correlation_id or "", None)
@@ -129,6 +134,7 @@ class BrokerBridge:
 
     async def publish_user_message(self, message: UserMessage) -> None:
         assert self._events is not None
+        started = time.perf_counter()
         try:
             await asyncio.wait_for(
                 self._events.publish(
@@ -137,6 +143,7 @@ class BrokerBridge:
                         content_type="application/json",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         correlation_id=str(message.correlation_id),
+                        headers=inject_headers(),
                     ),
                     routing_key=session_key(message.session_id, message.type),
                     mandatory=True,
@@ -145,6 +152,20 @@ class BrokerBridge:
             )
         except Exception as exc:
             raise BackendUnavailable("the message broker did not accept the message") from exc
+        instruments().publish_duration.record(time.perf_counter() - started, {"kind": message.type})
+
+    async def publish_delivered(self, event: DeliveredEvent) -> None:
+        """Tell history when an answer's first event reached a socket (its timeline)."""
+        assert self._events is not None
+        await self._events.publish(
+            aio_pika.Message(
+                event.model_dump_json().encode(),
+                content_type="application/json",
+                correlation_id=str(event.correlation_id),
+                headers=inject_headers(),
+            ),
+            routing_key=session_key(event.session_id, event.type),
+        )
 
     async def broadcast(self, control: UserSignedOut) -> None:
         """Tell every gateway replica (this one included)."""

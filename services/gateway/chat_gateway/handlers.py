@@ -8,7 +8,7 @@ import logging
 import time
 
 from fastapi import APIRouter, Request, WebSocket
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import text
 from starlette.websockets import WebSocketDisconnect
 
@@ -17,6 +17,7 @@ from chat_gateway.deps import token_from, websocket_state
 from chat_gateway.drain import CLOSE_SERVICE_RESTART, Drain
 from chat_gateway.hub import CLOSE_SIGNED_OUT, CLOSE_TOO_MANY_SOCKETS, Client
 from chat_shared.protocol import ErrorCode, ErrorFrame
+from chat_shared.telemetry import PROMETHEUS_CONTENT_TYPE, current_telemetry
 
 log = logging.getLogger("chat_gateway.handlers")
 
@@ -42,6 +43,15 @@ async def readyz(request: Request) -> PlainTextResponse:
     except Exception:
         return PlainTextResponse("database not answering", status_code=503)
     return PlainTextResponse("ready")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus text (docs/observability.md). Keep it off the public ingress."""
+    telemetry = current_telemetry()
+    if telemetry is None:
+        return PlainTextResponse("telemetry is not set up", status_code=503)
+    return Response(telemetry.metrics_text(), media_type=PROMETHEUS_CONTENT_TYPE)
 
 
 async def _expire(client: Client, expires_at: float) -> None:

@@ -182,6 +182,12 @@ class SessionHub:
                 client.session_ended = True
             client.send(data)
 
+    def org_of(self, session_id: UUID) -> UUID | None:
+        """The org of a session this replica holds sockets for (None if it holds none)."""
+        for client in self._clients.get(session_id, ()):
+            return client.user.org_id
+        return None
+
     @property
     def socket_count(self) -> int:
         return sum(len(members) for members in self._by_user.values())

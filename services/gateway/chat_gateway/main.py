@@ -21,8 +21,15 @@ from chat_gateway.drain import Drain, DrainingServer
 from chat_gateway.frames import to_frame
 from chat_gateway.hub import CLOSE_SIGNED_OUT, SessionHub
 from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import SessionEndedEvent, UserSignedOut, session_event_adapter
+from chat_gateway.telemetry import Deliveries, watch_sockets
+from chat_shared.contracts import (
+    SessionEndedEvent,
+    StreamEvent,
+    UserSignedOut,
+    session_event_adapter,
+)
 from chat_shared.logs import configure_logging
+from chat_shared.telemetry import setup_telemetry
 from chat_shared.topology import session_id_from_key
 
 SERVICE = "gateway"
@@ -31,7 +38,9 @@ log = logging.getLogger("chat_gateway")
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
+    setup_telemetry(SERVICE, settings.otel_exporter_otlp_endpoint)
     hub: SessionHub | None = None
+    deliveries: Deliveries | None = None
 
     def on_event(routing_key: str, body: bytes) -> None:
         assert hub is not None
@@ -50,6 +59,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 frame.model_dump_json(),
                 ends_session=isinstance(event, SessionEndedEvent),
             )
+            if isinstance(event, StreamEvent):
+                assert deliveries is not None
+                deliveries.delivered(event)
 
     def on_control(body: bytes) -> None:
         assert hub is not None
@@ -65,6 +77,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     bridge = BrokerBridge(settings, on_event, on_control)
     hub = SessionHub(bridge.bind, bridge.unbind)
     engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size)
+    deliveries = Deliveries(bridge.publish_delivered, org_of=hub.org_of)
+    watch_sockets(hub)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,7 +10,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chat_history import repository
+from chat_history import repository, timings
 from chat_history.db import org_transaction
 from chat_history.settings import HistorySettings
 from chat_shared.contracts import (
@@ -18,8 +18,10 @@ from chat_shared.contracts import (
     AnySessionEvent,
     CompleteEvent,
     ContextReply,
+    DeliveredEvent,
     ErrorEvent,
     GetContext,
+    GetTimeline,
     OpenSession,
     ReserveBudget,
     RoutedEvent,
@@ -59,6 +61,9 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
                     await repository.save_complete(conn, event)
                 case ErrorEvent():
                     await repository.save_error(conn, event)
+                case DeliveredEvent():
+                    pass  # only the timeline needs it
+            await timings.record(conn, event)
 
     @broker.subscriber(
         topology.history_events,
@@ -98,6 +103,10 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
                         request.amount_usd,
                         settings.default_org_budget_usd,
                         settings.budget_hold_ttl_seconds,
+                    )
+                case GetTimeline():
+                    return await timings.timeline(
+                        conn, request.org_id, request.user_id, request.message_id
                     )
 
     @broker.subscriber(topology.history_rpc)

@@ -22,10 +22,13 @@ from chat_shared.contracts import (
     LlmRequest,
     TokenEvent,
     Usage,
+    now,
 )
 from chat_shared.protocol import ErrorCode
 from chat_shared.runtime import process_work, publish_event
+from chat_shared.timeline import mark_model_called
 from chat_shared.topology import Topology
+from chat_shared.tracing import span
 
 log = logging.getLogger("chat_llm_worker")
 
@@ -89,7 +92,10 @@ def register(broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provid
             log.info("budget exceeded", extra={"org_id": str(request.user.org_id)})
             await fail(request, 1, ErrorCode.BUDGET_EXCEEDED, BUDGET_MESSAGE)
             return
-        await stream_answer(request, provider.stream(prompt))
+        mark_model_called()
+        # The model's first token is an event on this span (see chat_shared.timeline.stamp).
+        with span("chat.llm.stream", **{"chat.llm.provider": provider.name}):
+            await stream_answer(request, provider.stream(prompt))
 
     async def stream_answer(request: LlmRequest, stream: ProviderStream) -> None:
         started = time.perf_counter()
@@ -129,6 +135,7 @@ def register(broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provid
                         message_id=request.message_id,
                         seq=seq,
                         text=delta,
+                        emitted_at=now(),
                     ),
                     persist=False,
                 )
