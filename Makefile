@@ -4,7 +4,8 @@ SHELL := /bin/bash
 
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
-export DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat
+export DATABASE_URL ?= postgresql+asyncpg://agentchat_app@127.0.0.1:5432/agentchat
+export DATABASE_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat
 export GATEWAY_PORT ?= 8000
 
 .PHONY: help run test lint deps web check-infra db bench
@@ -24,7 +25,7 @@ deps: $(UV)
 
 web:
 	@if [ -f web/package.json ]; then \
-		if [ ! -f web/dist/index.html ] || [ -n "$$(find web/src web/index.html web/package.json -newer web/dist/index.html 2>/dev/null | head -1)" ]; then \
+		if [ ! -f web/dist/index.html ] || [ -n "$$(find web/src web/index.html web/login.html web/package.json web/package-lock.json web/vite.config.ts -newer web/dist/index.html 2>/dev/null | head -1)" ]; then \
 			echo "building the chat page (web/)"; \
 			(cd web && npm ci --no-audit --no-fund && npm run build); \
 		fi; \

@@ -66,7 +66,10 @@ def parse(argv: list[str] | None = None) -> tuple[BenchConfig, Path, str]:
         answer_chars=args.answer_chars,
         systems=args.systems,
         amqp_url=os.environ.get("AMQP_URL", DEFAULTS.amqp_url),
-        postgres_url=os.environ.get("DATABASE_URL", DEFAULTS.postgres_url),
+        # A role that may create databases (`make` exports DATABASE_URL as the services' own).
+        postgres_url=os.environ.get("DATABASE_ADMIN_URL")
+        or os.environ.get("DATABASE_URL")
+        or DEFAULTS.postgres_url,
         log_dir=args.out / "logs.tmp",
         profile_dir=args.profile,
         ours_env=tuple(args.ours_env),

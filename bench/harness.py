@@ -24,7 +24,7 @@ import psutil
 from bench.load import LoadPlan, child_main
 from bench.stats import median
 from bench.systems import Ours, Relay, System, rabbitmq_pid
-from tests.support.infra import fresh_database
+from tests.support.infra import Databases, fresh_database
 
 # A level is saturated (and higher levels are skipped for that system in that repeat) when its
 # p99 token lag passes this: the token path is what the levels scale.
@@ -197,12 +197,12 @@ def _start_profilers(
     return profilers
 
 
-def _systems(config: BenchConfig, database_url: str, log_dir: Path) -> dict[str, System]:
+def _systems(config: BenchConfig, databases: Databases, log_dir: Path) -> dict[str, System]:
     systems: dict[str, System] = {}
     if "ours" in config.systems:
         systems["ours"] = Ours(
             config.amqp_url,
-            database_url,
+            databases,
             log_dir / "ours",
             ttft_ms=config.ttft_ms,
             rate=config.rate,
@@ -225,10 +225,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     started = time.time()
     load_at_start = os.getloadavg()
     runs: list[dict[str, Any]] = []
-    with fresh_database(config.postgres_url) as database_url:
+    with fresh_database(config.postgres_url) as databases:
         for repeat in range(config.repeats):
             log_dir = config.log_dir / f"repeat-{repeat}"
-            systems = _systems(config, database_url, log_dir)
+            systems = _systems(config, databases, log_dir)
             order = list(systems) if repeat % 2 == 0 else list(reversed(systems))
             try:
                 for system in systems.values():

@@ -29,7 +29,7 @@ from chat_gateway.auth import mint_token
 from chat_gateway.settings import GatewaySettings
 from chat_history import repository
 from chat_shared.contracts import UserRef
-from tests.support.infra import delete_topology, unique_prefix
+from tests.support.infra import Databases, delete_topology, unique_prefix
 from tests.support.stack import Stack, free_port
 
 USERS_PER_ORG = 10
@@ -98,7 +98,7 @@ class Ours:
     def __init__(
         self,
         amqp_url: str,
-        database_url: str,
+        databases: Databases,
         log_dir: Path,
         *,
         ttft_ms: float,
@@ -107,7 +107,8 @@ class Ours:
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self._amqp_url = amqp_url
-        self._database_url = database_url
+        # Seeding as the owner; the services connect as their own role (row-level security).
+        self._admin_url = databases.admin_url
         self._prefix = unique_prefix()
         self._secret = uuid4().hex * 2
         self._users: list[UserRef] = []
@@ -115,7 +116,7 @@ class Ours:
         env = {
             "APP_ENV": "development",
             "AMQP_URL": amqp_url,
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": databases.app_url,
             "BROKER_PREFIX": self._prefix,
             "JWT_SECRET": self._secret,
             "LLM_PROVIDER": "scripted",
@@ -154,7 +155,7 @@ class Ours:
 
     def tokens(self, count: int) -> tuple[str | None, ...]:
         if len(self._users) < count:
-            more = asyncio.run(_seed_users(self._database_url, count - len(self._users)))
+            more = asyncio.run(_seed_users(self._admin_url, count - len(self._users)))
             self._users.extend(more)
         settings = GatewaySettings(jwt_secret=self._secret)
         return tuple(mint_token(user, settings, 6 * 3600) for user in self._users[:count])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.infra import (
+    Databases,
     delete_topology,
     fresh_database,
     postgres_server_url,
@@ -34,9 +35,21 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def database_url(postgres_url: str) -> Iterator[str]:
-    with fresh_database(postgres_url) as url:
-        yield url
+def databases(postgres_url: str) -> Iterator[Databases]:
+    with fresh_database(postgres_url) as created:
+        yield created
+
+
+@pytest.fixture(scope="module")
+def database_url(databases: Databases) -> str:
+    """The owner's URL: for seeding and for assertions that look across orgs."""
+    return databases.admin_url
+
+
+@pytest.fixture(scope="module")
+def app_database_url(databases: Databases) -> str:
+    """The services' URL: a role that row-level security applies to."""
+    return databases.app_url
 
 
 StackFactory = Callable[..., Stack]
@@ -44,7 +57,7 @@ StackFactory = Callable[..., Stack]
 
 @pytest.fixture(scope="module")
 def stack_factory(
-    amqp_url: str, database_url: str, request: pytest.FixtureRequest
+    amqp_url: str, app_database_url: str, request: pytest.FixtureRequest
 ) -> Iterator[StackFactory]:
     """Start the services as processes, with test settings plus `overrides`."""
     stacks: list[tuple[Stack, str]] = []
@@ -57,7 +70,7 @@ def stack_factory(
         env = {
             "APP_ENV": "test",
             "AMQP_URL": amqp_url,
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": app_database_url,
             "BROKER_PREFIX": prefix,
             "JWT_SECRET": TEST_JWT_SECRET,
             "LLM_PROVIDER": "scripted",

@@ -186,3 +186,67 @@ async def test_spend_this_month_counts_against_the_budget(engine: AsyncEngine) -
         )
     assert small.allowed and small.spent_usd == Decimal("0.01")
     assert not large.allowed  # 0.01 spent + 0.004 held + 0.004 > 0.015
+
+
+async def test_hop_times_arrive_in_any_order_and_the_timeline_is_only_the_owners(
+    engine: AsyncEngine,
+) -> None:
+    from chat_history import timings
+    from chat_shared.contracts import DeliveredEvent, HopTimes
+
+    user = _user()
+    session_id = await _session(engine, user)
+    message, routed, complete = _turn(user, session_id)
+    base = message.received_at
+    complete = complete.model_copy(
+        update={
+            "emitted_at": base + 1.0,
+            "hops": HopTimes(
+                queued_at=base + 0.2,
+                started_at=base + 0.3,
+                model_called_at=base + 0.4,
+                first_output_at=base + 0.5,
+            ),
+        }
+    )
+
+    def delivered(at: float) -> DeliveredEvent:
+        return DeliveredEvent(
+            session_id=session_id,
+            correlation_id=message.correlation_id,
+            message_id=routed.message_id,
+            org_id=user.org_id,
+            seq=1,
+            delivered_at=at,
+        )
+
+    # Two gateway replicas report the delivery; everything arrives backwards, some twice.
+    for event in (
+        delivered(base + 0.6),
+        complete,
+        delivered(base + 0.55),
+        routed,
+        message,
+        complete,
+    ):
+        async with engine.begin() as conn:
+            if isinstance(event, CompleteEvent):
+                await repository.save_complete(conn, event)
+            elif isinstance(event, RoutedEvent):
+                await repository.save_routed(conn, event)
+            elif isinstance(event, UserMessage):
+                await repository.save_user_message(conn, event)
+            await timings.record(conn, event)
+
+    async with engine.begin() as conn:
+        reply = await timings.timeline(conn, user.org_id, user.user_id, routed.message_id)
+        stranger = await timings.timeline(conn, user.org_id, uuid4(), routed.message_id)
+    assert stranger.status == "not_found" and stranger.timeline is None
+    assert reply.timeline is not None
+    hops = {hop.name: hop.at for hop in reply.timeline.hops}
+    assert hops["received"] == pytest.approx(base)
+    assert hops["routed"] == pytest.approx(routed.routed_at)
+    assert hops["first_output_delivered"] == pytest.approx(base + 0.55)  # the earliest
+    assert hops["completed"] == pytest.approx(base + 1.0)
+    assert "persisted" in hops
+    assert reply.timeline.summary.time_to_first_token_ms == pytest.approx(100, abs=0.01)

@@ -244,3 +244,35 @@ async def test_a_socket_without_a_valid_token_is_refused(stack: Stack) -> None:
         with pytest.raises(websockets.InvalidStatus) as refused:
             await ChatClient.connect(stack.ws_url, token)
         assert refused.value.response.status_code == 403
+
+
+async def test_without_an_otlp_endpoint_nothing_is_traced_but_metrics_are_served(
+    stack: Stack, client: ChatClient, amqp_url: str
+) -> None:
+    """This module's stack has no OTEL_EXPORTER_OTLP_ENDPOINT: no trace header on any message,
+    no trace id in any log line; /metrics still answers."""
+    import aio_pika
+    import httpx
+
+    from chat_shared.topology import Topology, session_binding
+
+    session_id = (await client.join())["session_id"]
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        probe = await channel.declare_queue(exclusive=True, auto_delete=True)
+        events = await channel.get_exchange(Topology(stack.env["BROKER_PREFIX"]).events.name)
+        await probe.bind(events, routing_key=session_binding(session_id))
+        _, frames = await client.ask("summarise what Finnest does")
+        await client.ask("who am i")
+        headers = []
+        while (message := await probe.get(no_ack=True, fail=False, timeout=2)) is not None:
+            headers.append(message.headers)
+    kinds = len(frames) + 3  # at least the tokens, the user messages and a routed event
+    assert len(headers) >= kinds
+    assert not [h for h in headers if "traceparent" in h or "baggage" in h]
+    assert "trace_id" not in stack.all_logs()
+    async with httpx.AsyncClient() as http:
+        metrics = await http.get(f"{stack.gateway_url}/metrics")
+    assert metrics.status_code == 200
+    assert "chat_gateway_open_sockets" in metrics.text

@@ -20,12 +20,14 @@ async def fetch(database_url: str, sql: str, **params: Any) -> list[dict[str, An
 
 
 async def wait_for_rows(
-    database_url: str, sql: str, count: int = 1, timeout: float = 10, **params: Any
+    database_url: str, sql: str, count: int = 1, timeout: float = 30, **params: Any
 ) -> list[dict[str, Any]]:
     """Rows are written asynchronously by the history service: poll until `count` are there."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         rows = await fetch(database_url, sql, **params)
-        if len(rows) >= count or asyncio.get_running_loop().time() > deadline:
+        if len(rows) >= count:
             return rows
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{len(rows)} of {count} rows after {timeout}s: {sql}")
         await asyncio.sleep(0.05)

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.http_server import serving
 from tests.support.stack import free_port
 
 REPLY = "Finnest is a platform; this reply comes from a local test double of the Messages API."
@@ -123,20 +121,5 @@ class FakeAnthropic:
 @contextmanager
 def running_fake_anthropic() -> Iterator[FakeAnthropic]:
     fake = FakeAnthropic()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            fake.app, host="127.0.0.1", port=fake.port, log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the fake Messages API did not start")
-        time.sleep(0.02)
-    try:
+    with serving(fake.app, fake.port, "the fake Messages API"):
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(5)

@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from uuid import uuid4
 
 import aio_pika
@@ -58,9 +59,12 @@ def rabbitmq_url() -> Iterator[str]:
 
 @contextmanager
 def postgres_server_url() -> Iterator[str]:
-    """A URL of the server; tests create their own databases on it."""
-    if os.environ.get("DATABASE_URL") or not docker_available():
-        yield os.environ.get("DATABASE_URL", DEFAULT_DATABASE)
+    """A URL of the server, as a role that may create databases: tests create their own.
+    DATABASE_ADMIN_URL first: `make test` exports DATABASE_URL as the services' role, which
+    may not."""
+    from_env = os.environ.get("DATABASE_ADMIN_URL") or os.environ.get("DATABASE_URL")
+    if from_env or not docker_available():
+        yield from_env or DEFAULT_DATABASE
         return
     from testcontainers.postgres import PostgresContainer
 
@@ -76,25 +80,42 @@ def _dsn(url: str, database: str) -> str:
     )
 
 
+APP_ROLE = "agentchat_app"
+
+
+@dataclass(frozen=True)
+class Databases:
+    admin_url: str  # the owner: migrations, seeding, assertions across orgs
+    app_url: str  # the services' role: row-level security applies
+
+
 @contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
+def fresh_database(server_url: str) -> Iterator[Databases]:
     """A new, migrated database; dropped afterwards."""
     name = f"test_{uuid4().hex[:12]}"
 
-    async def admin(sql: str) -> None:
+    async def admin(*statements: str) -> None:
         conn = await asyncpg.connect(_dsn(server_url, "postgres"))
         try:
-            await conn.execute(sql)
+            for sql in statements:
+                await conn.execute(sql)
         finally:
             await conn.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(
+        admin(
+            f'CREATE DATABASE "{name}"',
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') "
+            f"THEN CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$",
+        )
+    )
     url = make_url(server_url).set(drivername="postgresql+asyncpg", database=name)
-    rendered = url.render_as_string(hide_password=False)
+    admin_url = url.render_as_string(hide_password=False)
+    app_url = url.set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
     try:
-        gateway_migrate.upgrade(rendered)
-        history_migrate.upgrade(rendered)
-        yield rendered
+        gateway_migrate.upgrade(admin_url, APP_ROLE)
+        history_migrate.upgrade(admin_url, APP_ROLE)
+        yield Databases(admin_url=admin_url, app_url=app_url)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -118,5 +139,5 @@ async def delete_topology(amqp_url: str, prefix: str) -> None:
             topology.dead_letter_queue,
         ):
             await channel.queue_delete(queue.name)
-        for exchange in (topology.events, topology.work, topology.dead_letters):
+        for exchange in (topology.events, topology.work, topology.dead_letters, topology.control):
             await channel.exchange_delete(exchange.name)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from chat_gateway import identity
 from chat_gateway.auth import mint_token
+from chat_gateway.passwords import hash_password
 from chat_gateway.settings import GatewaySettings
 from chat_history import repository
 from chat_shared.contracts import UserRef
@@ -27,6 +28,7 @@ async def create_user(
     budget_usd: Decimal = Decimal(10),
     org: str | None = None,
     name: str = "Ada Lovelace",
+    password: str | None = None,
 ) -> UserRef:
     """A user in a new org (or an existing one, by name)."""
     engine = create_async_engine(database_url)
@@ -39,7 +41,8 @@ async def create_user(
             else:
                 org_id = await identity.org_id_by_name(conn, org)
             email = f"{uuid4().hex[:8]}@example.com"
-            return await identity.create_user(conn, org_id, email, name)
+            hashed = hash_password(password) if password else None
+            return await identity.create_user(conn, org_id, email, name, hashed)
     finally:
         await engine.dispose()
 

@@ -40,14 +40,18 @@ class Stack:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.ports['gateway']}/ws"
 
-    def start(self, name: str, extra_env: dict[str, str] | None = None) -> None:
+    def start(
+        self, name: str, extra_env: dict[str, str] | None = None, *, service: str | None = None
+    ) -> None:
+        """Start `service` (by default: `name`) as the process called `name`."""
+        service = service or name
         port = self.ports.setdefault(name, free_port())
         env = {**os.environ, **self.env, **(extra_env or {}), "HEALTH_PORT": str(port)}
-        if name == "gateway":
+        if service == "gateway":
             env["GATEWAY_PORT"] = str(port)
         with (self.log_dir / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
-                [str(BIN / f"chat-{name}")], env=env, stdout=log, stderr=subprocess.STDOUT
+                [str(BIN / f"chat-{service}")], env=env, stdout=log, stderr=subprocess.STDOUT
             )
 
     def wait_ready(self, names: tuple[str, ...] | None = None, timeout: float = 45) -> None:

@@ -4,7 +4,7 @@ from uuid import uuid4
 import jwt
 import pytest
 
-from chat_gateway.auth import InvalidToken, bearer_token, mint_token, verify_token
+from chat_gateway.auth import InvalidToken, TokenVerifier, bearer_token, mint_token
 from chat_shared.contracts import UserRef
 from tests.support.seed import gateway_settings
 
@@ -13,12 +13,12 @@ def _user() -> UserRef:
     return UserRef(user_id=uuid4(), org_id=uuid4(), email="a@example.com", name="Ada")
 
 
-def test_a_minted_token_verifies_to_its_user() -> None:
+async def test_a_minted_token_verifies_to_its_user() -> None:
     settings = gateway_settings()
     user = _user()
-    verified, expires = verify_token(mint_token(user, settings, 60), settings)
-    assert verified == user
-    assert expires == pytest.approx(time.time() + 60, abs=5)
+    who = await TokenVerifier(settings).verify(mint_token(user, settings, 60))
+    assert who.user == user and who.external is False and who.jti
+    assert who.expires_at == pytest.approx(time.time() + 60, abs=5)
 
 
 @pytest.mark.parametrize(
@@ -30,26 +30,28 @@ def test_a_minted_token_verifies_to_its_user() -> None:
         {"org_id": "not-a-uuid"},
     ],
 )
-def test_tokens_with_wrong_claims_are_refused(change: dict[str, object]) -> None:
+async def test_tokens_with_wrong_claims_are_refused(change: dict[str, object]) -> None:
     settings = gateway_settings()
     claims = jwt.decode(mint_token(_user(), settings), options={"verify_signature": False})
     token = jwt.encode({**claims, **change}, settings.jwt_secret, algorithm="HS256")
     with pytest.raises(InvalidToken):
-        verify_token(token, settings)
+        await TokenVerifier(settings).verify(token)
 
 
-def test_a_token_signed_with_another_secret_is_refused() -> None:
+async def test_a_token_signed_with_another_secret_is_refused() -> None:
     token = mint_token(_user(), gateway_settings(jwt_secret="x" * 40))
     with pytest.raises(InvalidToken):
-        verify_token(token, gateway_settings())
+        await TokenVerifier(gateway_settings()).verify(token)
 
 
-def test_a_token_without_expiry_is_refused() -> None:
+async def test_a_token_without_expiry_is_refused() -> None:
     settings = gateway_settings()
     claims = jwt.decode(mint_token(_user(), settings), options={"verify_signature": False})
     del claims["exp"]
     with pytest.raises(InvalidToken):
-        verify_token(jwt.encode(claims, settings.jwt_secret, algorithm="HS256"), settings)
+        await TokenVerifier(settings).verify(
+            jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+        )
 
 
 def test_bearer_header_parsing() -> None:

@@ -96,6 +96,8 @@ class ToolRequest(Contract):
     tool: str
     input: dict[str, Any]
     user: UserRef
+    # When the orchestrator handed the work on (the start of its queue wait).
+    queued_at: float | None = None
 
 
 class LlmRequest(Contract):
@@ -106,6 +108,8 @@ class LlmRequest(Contract):
     user_message_id: UUID
     text: str
     user: UserRef
+    # When the orchestrator handed the work on (the start of its queue wait).
+    queued_at: float | None = None
 
 
 # -- session events --------------------------------------------------------------------------
@@ -121,6 +125,19 @@ class StreamEvent(SessionEvent):
     correlation_id: UUID
     message_id: UUID
     seq: int = Field(ge=1)
+    # When the worker published it (set by `chat_shared.runtime.publish_event`).
+    emitted_at: float | None = None
+
+
+class HopTimes(BaseModel):
+    """When the worker that answered reached each hop of the turn (epoch seconds)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queued_at: float | None = None  # the orchestrator handed the work on
+    started_at: float | None = None  # the worker took it from its queue
+    model_called_at: float | None = None  # the model was asked (Tier 2)
+    first_output_at: float | None = None  # the answer's first event (first token, or tool call)
 
 
 class RoutedEvent(SessionEvent):
@@ -141,14 +158,14 @@ class RoutedEvent(SessionEvent):
 class TokenEvent(StreamEvent):
     """Text to append to the answer: one or more of the provider's deltas, in order.
 
-    `deltas` counts the provider deltas joined in `text`; `emitted_at` is when the oldest of them
-    reached the worker (wall clock), so `now() - emitted_at` bounds every one of them's delay.
+    `deltas` counts the provider deltas joined in `text`. For a token event `emitted_at` is when
+    the oldest of them reached the worker (wall clock), so `now() - emitted_at` bounds every one
+    of them's delay (issue 7, docs/decisions/0004-issue7-adaptive-token-coalescing.md).
     """
 
     type: Literal["token"] = "token"
     text: str
     deltas: int = Field(default=1, ge=1)
-    emitted_at: float | None = None
 
 
 class ToolCallEvent(StreamEvent):
@@ -183,6 +200,7 @@ class CompleteEvent(StreamEvent):
     tool: str | None = None
     usage: Usage | None = None
     llm_call: LlmCall | None = None
+    hops: HopTimes | None = None
 
 
 class ErrorEvent(StreamEvent):
@@ -195,6 +213,18 @@ class ErrorEvent(StreamEvent):
     # Whatever text was generated before the failure, and the call that produced it.
     partial_text: str = ""
     llm_call: LlmCall | None = None
+    hops: HopTimes | None = None
+
+
+class DeliveredEvent(SessionEvent):
+    """A gateway handed an answer's first event to a socket (for the message's timeline)."""
+
+    type: Literal["delivered"] = "delivered"
+    correlation_id: UUID
+    message_id: UUID
+    org_id: UUID
+    seq: int = Field(ge=1)
+    delivered_at: float
 
 
 class SessionEndedEvent(SessionEvent):
@@ -210,10 +240,22 @@ AnySessionEvent = Annotated[
     | ToolResultEvent
     | CompleteEvent
     | ErrorEvent
+    | DeliveredEvent
     | SessionEndedEvent,
     Field(discriminator="type"),
 ]
 session_event_adapter: TypeAdapter[AnySessionEvent] = TypeAdapter(AnySessionEvent)
+
+
+# -- control ---------------------------------------------------------------------------------
+
+
+class UserSignedOut(Contract):
+    """Every gateway replica closes every socket of this user."""
+
+    type: Literal["user_signed_out"] = "user_signed_out"
+    user_id: UUID
+    reason: Literal["logout", "disabled"]
 
 
 # -- history RPC ---------------------------------------------------------------------------
@@ -296,5 +338,55 @@ class BudgetReply(Contract):
     reserved_usd: Decimal
 
 
-AnyHistoryRequest = Annotated[OpenSession | GetContext | ReserveBudget, Field(discriminator="op")]
+class GetTimeline(Contract):
+    """The timeline of one assistant message, for the user who owns it."""
+
+    op: Literal["get_timeline"] = "get_timeline"
+    org_id: UUID
+    user_id: UUID
+    message_id: UUID
+
+
+class TimelineHop(BaseModel):
+    name: str
+    at: float  # epoch seconds
+    offset_ms: float  # since `received`
+
+
+class TimelineSegment(BaseModel):
+    name: str
+    start: str  # hop names
+    end: str
+    ms: float
+
+
+class TimelineSummary(BaseModel):
+    queue_wait_ms: float | None = None
+    time_to_first_token_ms: float | None = None
+    delivery_lag_ms: float | None = None
+    first_output_seen_ms: float | None = None
+    total_ms: float | None = None
+
+
+class MessageTimeline(BaseModel):
+    """Where one answer's time went. docs/observability.md describes every field."""
+
+    message_id: UUID
+    correlation_id: UUID
+    trace_id: str | None = None
+    tier: int | None = None
+    status: str
+    hops: list[TimelineHop]
+    segments: list[TimelineSegment]
+    summary: TimelineSummary
+
+
+class TimelineReply(Contract):
+    status: Literal["ok", "not_found"]
+    timeline: MessageTimeline | None = None
+
+
+AnyHistoryRequest = Annotated[
+    OpenSession | GetContext | ReserveBudget | GetTimeline, Field(discriminator="op")
+]
 history_request_adapter: TypeAdapter[AnyHistoryRequest] = TypeAdapter(AnyHistoryRequest)

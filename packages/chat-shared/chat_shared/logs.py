@@ -1,7 +1,9 @@
-"""Structured logs: one JSON object per line, carrying the current correlation id.
+"""Structured logs: one JSON object per line, carrying the current correlation id and trace.
 
 Handlers set the correlation id of the message they work on with `bind_correlation_id`; every
-record logged in that task then carries it. Message text, tokens and secrets are never logged.
+record logged in that task then carries it, and, when tracing is on, the `trace_id` and
+`span_id` of the current span. Message text, tokens and secrets are never logged; services log
+one line per turn at info level, never one per token.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
@@ -53,6 +56,10 @@ class JsonFormatter(logging.Formatter):
         correlation_id = _correlation_id.get()
         if correlation_id is not None:
             entry["correlation_id"] = correlation_id
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = format(span_context.trace_id, "032x")
+            entry["span_id"] = format(span_context.span_id, "016x")
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

@@ -18,15 +18,41 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
-def alembic_config(script_location: Path, database_url: str) -> Config:
+def alembic_config(script_location: Path, admin_url: str, app_role: str | None = None) -> Config:
+    """`admin_url` owns the tables; `app_role` is the services' role, granted what they need."""
     config = Config()
     config.set_main_option("script_location", str(script_location))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", admin_url.replace("%", "%%"))
+    if app_role is not None:
+        config.set_main_option("app_role", app_role)
     return config
 
 
-def upgrade(script_location: Path, database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(script_location, database_url), revision)
+def upgrade(
+    script_location: Path, admin_url: str, app_role: str | None, revision: str = "head"
+) -> None:
+    command.upgrade(alembic_config(script_location, admin_url, app_role), revision)
+
+
+def app_role() -> str | None:
+    """In a migration: the services' database role, or None when they share the owner's."""
+    return context.config.get_main_option("app_role")
+
+
+def grant_to_app_role(schema: str) -> None:
+    """In a migration: let the services' role use the schema's tables, now and later ones."""
+    role = app_role()
+    if role is None:
+        return
+    from alembic import op
+
+    quoted = role.replace('"', '""')
+    op.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{quoted}"')
+    privileges = "SELECT, INSERT, UPDATE, DELETE"
+    op.execute(f'GRANT {privileges} ON ALL TABLES IN SCHEMA "{schema}" TO "{quoted}"')
+    op.execute(
+        f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{schema}" GRANT {privileges} ON TABLES TO "{quoted}"'
+    )
 
 
 def run_env(metadata: MetaData, schema: str) -> None:

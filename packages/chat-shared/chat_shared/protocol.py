@@ -23,6 +23,7 @@ class ErrorCode:
     NOT_JOINED = "not_joined"  # `send` before `join`
     FORBIDDEN = "forbidden"  # the session belongs to someone else (or does not exist)
     UNAVAILABLE = "unavailable"  # a backend did not answer; retry the same frame
+    RATE_LIMITED = "rate_limited"  # too many messages; retry after `retry_after` seconds
     BUDGET_EXCEEDED = "budget_exceeded"
     LLM_RATE_LIMITED = "llm_rate_limited"
     LLM_UNAVAILABLE = "llm_unavailable"
@@ -138,6 +139,7 @@ class ErrorFrame(ServerFrame):
     seq: int | None = None
     client_message_id: str | None = None
     retryable: bool = False
+    retry_after: float | None = None
 
 
 class SessionEndedFrame(ServerFrame):

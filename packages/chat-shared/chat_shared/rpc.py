@@ -14,12 +14,15 @@ from uuid import uuid4
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from chat_shared.runtime import is_consuming
+
 
 class RpcClient:
     def __init__(self, reply_queue: str) -> None:
         self._reply_queue_name = reply_queue
         self._channel: AbstractChannel | None = None
         self._reply_queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
         self._pending: dict[str, asyncio.Future[bytes]] = {}
 
     async def start(self, channel: AbstractChannel) -> None:
@@ -29,7 +32,13 @@ class RpcClient:
         self._reply_queue = await channel.declare_queue(
             self._reply_queue_name, exclusive=True, auto_delete=True
         )
-        await self._reply_queue.consume(self._on_reply, no_ack=True)
+        self._consumer_tag = await self._reply_queue.consume(self._on_reply, no_ack=True)
+
+    async def consuming(self) -> bool:
+        """Does RabbitMQ still deliver replies to this client (readiness)?"""
+        if self._channel is None:
+            return False
+        return await is_consuming(self._channel, self._consumer_tag)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._pending.pop(message.correlation_id or "", None)

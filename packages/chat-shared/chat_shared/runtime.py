@@ -1,28 +1,47 @@
-"""How a FastStream service is built, acknowledges work, reports health and runs.
+"""How a FastStream service is built, acknowledges work, reports health, runs and stops.
 
-Each service's `main.create_app(settings)` calls `create_broker`, registers its handlers and
-returns `service_app(...)`: an ASGI app whose lifespan starts and stops the broker and whose
-HTTP routes are the service's health port (`/livez`, `/readyz`).
+Each service's `main.create_app(settings)` calls `create_broker` (which sets up telemetry once
+per process), registers its handlers and returns `service_app(...)`: an ASGI app whose lifespan
+starts and stops the broker and whose HTTP routes are the service's health port (`/livez`,
+`/readyz`, `/metrics`).
+
+Stopping (SIGTERM): the service first cancels its consumers, so RabbitMQ sends it nothing more;
+then the messages it is handling get `SHUTDOWN_GRACE_SECONDS` to finish and be acknowledged;
+whatever is still unfinished then is cancelled, its channel closes, and RabbitMQ puts the
+unacknowledged messages back in their queue for another replica (`docs/deploy.md`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
+from aio_pika.abc import AbstractChannel
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
+from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import BaseModel, ValidationError
 
-from chat_shared.contracts import SessionEvent
+from chat_shared.contracts import SessionEvent, StreamEvent
 from chat_shared.declare import declare_topology_at
 from chat_shared.logs import bind_correlation_id, configure_logging
 from chat_shared.settings import ServiceSettings
-from chat_shared.topology import Topology, session_key
+from chat_shared.telemetry import (
+    PROMETHEUS_CONTENT_TYPE,
+    current_telemetry,
+    instruments,
+    observe_event,
+    setup_telemetry,
+)
+from chat_shared.timeline import stamp, turn
+from chat_shared.topology import TOKEN_EVENT, Topology, session_key
+from chat_shared.tracing import FIRST_TOKEN_HEADER, ChatTelemetryMiddleware
 
 T = TypeVar("T")
 ReadyCheck = Callable[[], Awaitable[bool]]
@@ -31,10 +50,14 @@ log = logging.getLogger(__name__)
 
 
 def create_broker(settings: ServiceSettings, service: str) -> RabbitBroker:
+    telemetry = setup_telemetry(service, settings.otel_exporter_otlp_endpoint)
+    # Without an OTLP endpoint there is no tracing middleware at all: no span, no header.
+    middlewares = (ChatTelemetryMiddleware(),) if telemetry.tracing else ()
     return RabbitBroker(
         settings.amqp_url,
         graceful_timeout=settings.shutdown_grace_seconds,
         logger=logging.getLogger(service),
+        middlewares=middlewares,
     )
 
 
@@ -49,11 +72,16 @@ async def process_work(
     """
     try:
         body = parse(message.body)
-    except ValidationError:
-        log.exception("rejected a message that does not match its contract")
+    except ValidationError as exc:
+        # Where and why, never the values: they may hold a user's text.
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in exc.errors()[:5]]
+        log.error("rejected a message that does not match its contract: %s", "; ".join(problems))
         await message.reject()
         return
-    with bind_correlation_id(getattr(body, "correlation_id", None)):
+    with (
+        bind_correlation_id(getattr(body, "correlation_id", None)),
+        turn(getattr(body, "queued_at", None)),
+    ):
         try:
             await work(body)
         except Exception:
@@ -61,6 +89,48 @@ async def process_work(
             await message.nack()
             return
     await message.ack()
+
+
+def _consuming(broker: RabbitBroker) -> list[RabbitSubscriber]:
+    return [sub for sub in broker.subscribers if isinstance(sub, RabbitSubscriber) and sub.calls]
+
+
+async def consumers_up(broker: RabbitBroker) -> bool:
+    """Is every subscriber consuming? RabbitMQ cancels a consumer whose queue is deleted (or
+    whose quorum queue loses its members) and the connection stays up: the ping alone misses it.
+    """
+    for sub in _consuming(broker):
+        queue, tag = sub._queue_obj, sub._consumer_tag
+        if not sub.running or queue is None or not await is_consuming(queue.channel, tag):
+            return False
+    return True
+
+
+async def is_consuming(channel: AbstractChannel, consumer_tag: str | None) -> bool:
+    """Does RabbitMQ still deliver to this consumer (aio-pika forgets a consumer the server
+    cancelled, and restores it under the same tag after a reconnection)?"""
+    if consumer_tag is None or channel.is_closed:
+        return False
+    try:
+        underlay = await channel.get_underlay_channel()
+    except Exception:
+        return False
+    return consumer_tag in getattr(underlay, "consumers", {})
+
+
+async def stop_consuming(broker: RabbitBroker) -> None:
+    """Cancel every consumer, so that during the grace period RabbitMQ delivers nothing more
+    to this replica: a message delivered now would wait, unhandled, until the channel closes.
+    (FastStream alone cancels its consumers only after the grace period.)"""
+    for sub in _consuming(broker):
+        queue, tag = sub._queue_obj, sub._consumer_tag
+        if queue is None or tag is None or queue.channel.is_closed:
+            continue
+        with contextlib.suppress(Exception):
+            await queue.cancel(tag)
+            # Cancelled: FastStream's own stop must not cancel it again.
+            sub._consumer_tag = None
+            log.info("stopped consuming %s", queue.name)
 
 
 def service_app(
@@ -71,8 +141,13 @@ def service_app(
     on_startup: Sequence[Callable[[], Awaitable[Any]]] = (),
     after_startup: Sequence[Callable[[], Awaitable[Any]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[Any]]] = (),
+    after_shutdown: Sequence[Callable[[], Awaitable[Any]]] = (),
 ) -> AsgiFastStream:
-    """The service's ASGI app: broker lifecycle plus its health endpoints."""
+    """The service's ASGI app: broker lifecycle plus its health endpoints.
+
+    `on_shutdown` runs before the broker stops (in-flight messages are still being handled);
+    `after_shutdown` once they are done (e.g. to close a connection the handlers publish on).
+    """
     topology = Topology(settings.broker_prefix)
 
     @get(include_in_schema=False)
@@ -83,20 +158,34 @@ def service_app(
     async def readyz(scope: Scope) -> AsgiResponse:
         if not await broker.ping(1.0):
             return AsgiResponse(b"broker not connected", 503)
+        if not await consumers_up(broker):
+            return AsgiResponse(b"not consuming", 503)
         for check in ready_checks:
             if not await check():
                 return AsgiResponse(b"not ready", 503)
         return AsgiResponse(b"ready", 200)
 
+    @get(include_in_schema=False)
+    async def metrics(scope: Scope) -> AsgiResponse:
+        telemetry = current_telemetry()
+        if telemetry is None:
+            return AsgiResponse(b"telemetry is not set up", 503)
+        text = telemetry.metrics_text()
+        return AsgiResponse(text, 200, headers={"content-type": PROMETHEUS_CONTENT_TYPE})
+
     async def declare() -> None:
         await declare_topology_at(settings.amqp_url, topology)
 
+    async def stop() -> None:
+        await stop_consuming(broker)
+
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/livez", livez), ("/readyz", readyz)],
+        asgi_routes=[("/livez", livez), ("/readyz", readyz), ("/metrics", metrics)],
         on_startup=[declare, *on_startup],
         after_startup=list(after_startup),
-        on_shutdown=list(on_shutdown),
+        on_shutdown=[stop, *on_shutdown],
+        after_shutdown=list(after_shutdown),
         logger=logging.getLogger("faststream"),
     )
 
@@ -118,19 +207,45 @@ def serve(app: Any, settings: ServiceSettings, service: str) -> None:
 async def publish_event(
     broker: RabbitBroker, topology: Topology, event: SessionEvent, *, persist: bool = True
 ) -> None:
-    """Publish a session event on `session.<id>.<type>` and wait for the broker's confirm."""
+    """Publish a session event on `session.<id>.<type>` and wait for the broker's confirm.
+
+    A stream event is stamped with its emit time (and the terminal one with the turn's hops,
+    see `chat_shared.timeline`). Tokens take the short way: no metric and, but for an answer's
+    first, no trace.
+    """
+    kind: str = event.type  # type: ignore[attr-defined]
+    headers: dict[str, Any] | None = None
+    if isinstance(event, StreamEvent):
+        event = stamp(event)
+        if kind == TOKEN_EVENT:
+            if event.seq == 1:
+                headers = {FIRST_TOKEN_HEADER: "1"}
+            await broker.publish(
+                event.model_dump_json().encode(),
+                exchange=topology.events,
+                routing_key=session_key(event.session_id, kind),
+                persist=persist,
+                content_type="application/json",
+                correlation_id=str(event.correlation_id),
+                headers=headers,
+            )
+            return
+    started = time.perf_counter()
     await broker.publish(
         event.model_dump_json().encode(),
         exchange=topology.events,
-        routing_key=session_key(event.session_id, event.type),  # type: ignore[attr-defined]
+        routing_key=session_key(event.session_id, kind),
         persist=persist,
         content_type="application/json",
         correlation_id=str(getattr(event, "correlation_id", "")) or None,
     )
+    instruments().publish_duration.record(time.perf_counter() - started, {"kind": kind})
+    observe_event(event)
 
 
 async def publish_work(broker: RabbitBroker, topology: Topology, work: BaseModel, key: str) -> None:
     """Hand work to another service: persistent, confirmed, on the work exchange."""
+    started = time.perf_counter()
     await broker.publish(
         work.model_dump_json().encode(),
         exchange=topology.work,
@@ -139,3 +254,4 @@ async def publish_work(broker: RabbitBroker, topology: Topology, work: BaseModel
         content_type="application/json",
         correlation_id=str(getattr(work, "correlation_id", "")) or None,
     )
+    instruments().publish_duration.record(time.perf_counter() - started, {"kind": key})

@@ -7,6 +7,7 @@
                                      └── session.<id>.* ──▶ each gateway replica's own queue
     orchestrator ──tool.request / llm.request──▶ {prefix}.work (direct) ──▶ tools / llm queues
     gateway, llm-worker ──request/reply──▶ history RPC queue
+    gateway, chatctl ──user_signed_out──▶ {prefix}.control (fanout) ──▶ every gateway replica
     quorum work queues ──after N deliveries──▶ {prefix}.dlx ──▶ dead-letter queue
 
 See docs/architecture.md for who publishes and who consumes what, and why.
@@ -28,7 +29,8 @@ LLM_REQUEST_KEY: Final = "llm.request"
 MAX_DELIVERIES: Final = 5
 
 # Session events the history service persists. Tokens are deliberately absent: the
-# assistant message is persisted once, from its `complete` (or `error`) event.
+# assistant message is persisted once, from its `complete` (or `error`) event. `delivered`
+# (a gateway sent an answer's first event to a socket) only feeds the message's timeline.
 PERSISTED_EVENTS: Final = (
     "user_message",
     "routed",
@@ -36,7 +38,9 @@ PERSISTED_EVENTS: Final = (
     "tool_result",
     "complete",
     "error",
+    "delivered",
 )
+TOKEN_EVENT: Final = "token"  # noqa: S105 - an event name, not a secret
 
 
 def session_key(session_id: UUID | str, event: str) -> str:
@@ -73,6 +77,11 @@ class Topology:
     @property
     def work(self) -> RabbitExchange:
         return RabbitExchange(f"{self.prefix}.work", type=ExchangeType.DIRECT, durable=True)
+
+    @property
+    def control(self) -> RabbitExchange:
+        """Broadcasts to every gateway replica (sign-outs)."""
+        return RabbitExchange(f"{self.prefix}.control", type=ExchangeType.FANOUT, durable=True)
 
     @property
     def dead_letters(self) -> RabbitExchange:

@@ -8,22 +8,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from pydantic import field_validator
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from chat_gateway import identity
 from chat_gateway import migrate as gateway_migrate
 from chat_gateway.auth import mint_token
+from chat_gateway.passwords import hash_password
 from chat_gateway.settings import GatewaySettings
 from chat_history import migrate as history_migrate
 from chat_history import repository as history
+from chat_shared.contracts import UserRef
+from chat_shared.settings import DEFAULT_DATABASE_ADMIN_URL, asyncpg_url
 from chatctl import infra
 
+MIN_PASSWORD_LENGTH = 8
 DEMO_ORG = "Demo Org"
+
+
+class ChatctlSettings(GatewaySettings):
+    # chatctl works as the tables' owner: it creates the database, migrates and administers.
+    # The services connect with DATABASE_URL, a role that row-level security applies to.
+    database_admin_url: str = DEFAULT_DATABASE_ADMIN_URL
+
+    @field_validator("database_admin_url")
+    @classmethod
+    def _asyncpg_admin(cls, value: str) -> str:
+        return asyncpg_url(value)  # e.g. CloudNativePG's `uri` secret: postgresql://...
+
+
 DEMO_EMAIL = "demo@example.com"
 DEMO_NAME = "Demo User"
 
@@ -39,9 +59,9 @@ def _usd(value: str) -> Decimal:
 
 
 async def _in_transaction(
-    settings: GatewaySettings, work: Callable[[AsyncConnection], Awaitable[Any]]
+    settings: ChatctlSettings, work: Callable[[AsyncConnection], Awaitable[Any]]
 ) -> Any:
-    engine = create_async_engine(settings.database_url)
+    engine = create_async_engine(settings.database_admin_url)
     try:
         async with engine.begin() as conn:
             return await work(conn)
@@ -49,19 +69,22 @@ async def _in_transaction(
         await engine.dispose()
 
 
-def cmd_db_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
-    created = asyncio.run(infra.create_database(settings.database_url))
-    print("created the database" if created else "the database exists")
+def cmd_db_create(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    done = asyncio.run(infra.create_database(settings.database_admin_url, settings.database_url))
+    print("; ".join(done) if done else "the database and the services' role exist")
 
 
-def cmd_db_upgrade(args: argparse.Namespace, settings: GatewaySettings) -> None:
-    gateway_migrate.upgrade(settings.database_url)
-    history_migrate.upgrade(settings.database_url)
-    print("migrations applied (identity, chat)")
+def cmd_db_upgrade(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    role = infra.app_role(settings.database_url)
+    if role == infra.app_role(settings.database_admin_url):
+        role = None  # one role for everything: nothing to grant (and no row-level protection)
+    gateway_migrate.upgrade(settings.database_admin_url, role)
+    history_migrate.upgrade(settings.database_admin_url, role)
+    print("migrations applied (identity, chat)" + (f"; granted to {role}" if role else ""))
 
 
-def cmd_check(args: argparse.Namespace, settings: GatewaySettings) -> None:
-    problems = asyncio.run(infra.check(settings.amqp_url, settings.database_url))
+def cmd_check(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    problems = asyncio.run(infra.check(settings.amqp_url, settings.database_admin_url))
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -69,7 +92,7 @@ def cmd_check(args: argparse.Namespace, settings: GatewaySettings) -> None:
     print("RabbitMQ and PostgreSQL answer")
 
 
-def cmd_org_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
+def cmd_org_create(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     async def work(conn: AsyncConnection) -> None:
         org_id = await identity.create_org(conn, args.name)
         await history.set_budget(conn, org_id, args.budget_usd)
@@ -78,7 +101,7 @@ def cmd_org_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
     asyncio.run(_in_transaction(settings, work))
 
 
-def cmd_budget_set(args: argparse.Namespace, settings: GatewaySettings) -> None:
+def cmd_budget_set(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     async def work(conn: AsyncConnection) -> None:
         org_id = await identity.org_id_by_name(conn, args.org)
         await history.set_budget(conn, org_id, args.usd)
@@ -87,16 +110,60 @@ def cmd_budget_set(args: argparse.Namespace, settings: GatewaySettings) -> None:
     asyncio.run(_in_transaction(settings, work))
 
 
-def cmd_user_create(args: argparse.Namespace, settings: GatewaySettings) -> None:
+def _password(args: argparse.Namespace) -> str | None:
+    """--password, else a prompt when interactive, else none (the user signs in by token only)."""
+    if args.password is not None:
+        password: str = args.password
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password (empty for none): ")
+        if password and getpass.getpass("Again: ") != password:
+            raise identity.IdentityError("the passwords do not match")
+    else:
+        return None
+    if password and len(password) < MIN_PASSWORD_LENGTH:
+        raise identity.IdentityError(f"a password needs {MIN_PASSWORD_LENGTH}+ characters")
+    return password or None
+
+
+def cmd_user_create(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    password = _password(args)
+
     async def work(conn: AsyncConnection) -> None:
         org_id = await identity.org_id_by_name(conn, args.org)
-        user = await identity.create_user(conn, org_id, args.email, args.name)
-        print(f"created user {user.email} ({user.user_id}) in {args.org!r}")
+        hashed = hash_password(password) if password else None
+        user = await identity.create_user(conn, org_id, args.email, args.name, hashed)
+        how = "with a password" if hashed else "without a password (token sign-in only)"
+        print(f"created user {user.email} ({user.user_id}) in {args.org!r}, {how}")
 
     asyncio.run(_in_transaction(settings, work))
 
 
-def cmd_token(args: argparse.Namespace, settings: GatewaySettings) -> None:
+def cmd_user_password(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    password = _password(args)
+    if password is None:
+        raise identity.IdentityError("give --password (or run interactively)")
+
+    async def work(conn: AsyncConnection) -> None:
+        await identity.set_password(conn, args.email, hash_password(password))
+        print(f"password of {args.email} changed")
+
+    asyncio.run(_in_transaction(settings, work))
+
+
+def cmd_user_disable(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+    disable = args.command_name == "disable"
+
+    async def work(conn: AsyncConnection) -> UserRef:
+        return await identity.set_disabled(conn, args.email, disable)
+
+    user = asyncio.run(_in_transaction(settings, work))
+    if disable:
+        # Every gateway replica closes the user's sockets; their tokens are refused from now on.
+        asyncio.run(infra.broadcast_sign_out(settings.amqp_url, settings.broker_prefix, user))
+    print(f"{args.email} is {'disabled' if disable else 'enabled'}")
+
+
+def cmd_token(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     async def work(conn: AsyncConnection) -> str:
         user = await identity.user_by_email(conn, args.email)
         return mint_token(user, settings, args.ttl)
@@ -104,25 +171,26 @@ def cmd_token(args: argparse.Namespace, settings: GatewaySettings) -> None:
     print(asyncio.run(_in_transaction(settings, work)))
 
 
-def cmd_demo(args: argparse.Namespace, settings: GatewaySettings) -> None:
+def cmd_demo(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     """Create a demo org and user when there are no users yet, and say how to use them."""
 
-    async def work(conn: AsyncConnection) -> str | None:
+    password = secrets.token_urlsafe(12)
+
+    async def work(conn: AsyncConnection) -> bool:
         if await identity.count_users(conn) > 0:
-            return None
+            return False
         org_id = await identity.create_org(conn, DEMO_ORG)
         await history.set_budget(conn, org_id, Decimal(10))
-        user = await identity.create_user(conn, org_id, DEMO_EMAIL, DEMO_NAME)
-        return mint_token(user, settings)
+        await identity.create_user(conn, org_id, DEMO_EMAIL, DEMO_NAME, hash_password(password))
+        return True
 
-    token = asyncio.run(_in_transaction(settings, work))
-    if token is None:
-        print("users exist already; mint a token with: uv run chatctl token --email EMAIL")
+    if not asyncio.run(_in_transaction(settings, work)):
+        print("users exist already (new password: uv run chatctl user password --email EMAIL)")
         return
     print(
-        f"created org {DEMO_ORG!r} (budget $10/month) and user {DEMO_EMAIL}.\n"
-        f"A token for them (valid {settings.access_token_ttl_seconds // 3600} h):\n{token}\n"
-        f"Mint another with: uv run chatctl token --email {DEMO_EMAIL}"
+        f"created org {DEMO_ORG!r} (budget $10/month) and user {DEMO_NAME}.\n"
+        f"  sign in at the chat page with  email: {DEMO_EMAIL}  password: {password}\n"
+        f"  a token for API clients:        uv run chatctl token --email {DEMO_EMAIL}"
     )
 
 
@@ -165,7 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
     user_create.add_argument("--org", required=True)
     user_create.add_argument("--email", required=True)
     user_create.add_argument("--name", required=True)
+    user_create.add_argument("--password", help="else prompted for when interactive")
     user_create.set_defaults(func=cmd_user_create)
+    user_password = user.add_parser("password", help="set a user's password")
+    user_password.add_argument("--email", required=True)
+    user_password.add_argument("--password", help="else prompted for")
+    user_password.set_defaults(func=cmd_user_password)
+    for name, help_text in (
+        ("disable", "disable a user: refuse their sign-ins and tokens, close their sockets"),
+        ("enable", "enable a disabled user"),
+    ):
+        toggle = user.add_parser(name, help=help_text)
+        toggle.add_argument("--email", required=True)
+        toggle.set_defaults(func=cmd_user_disable, command_name=name)
 
     token = commands.add_parser("token", help="print an access token (JWT) for a user")
     token.add_argument("--email", required=True)
@@ -176,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    settings = GatewaySettings()
+    settings = ChatctlSettings()
     try:
         args.func(args, settings)
     except identity.IdentityError as exc:

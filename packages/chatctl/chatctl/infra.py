@@ -8,6 +8,9 @@ import aio_pika
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from chat_shared.contracts import UserRef, UserSignedOut
+from chat_shared.topology import Topology
+
 TIMEOUT = 3.0
 
 
@@ -22,25 +25,47 @@ def _asyncpg_dsn(database_url: str, database: str | None = None) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def create_database(database_url: str) -> bool:
-    """Create the database the URL names, if it is missing. True when it was created."""
-    name = make_url(database_url).database
-    assert name is not None
+def app_role(database_url: str) -> str | None:
+    """The services' role: the user of DATABASE_URL."""
+    return make_url(database_url).username
+
+
+async def _admin_connection(admin_url: str) -> asyncpg.Connection:
     try:
-        conn = await asyncio.wait_for(
-            asyncpg.connect(_asyncpg_dsn(database_url, "postgres")), TIMEOUT
-        )
+        return await asyncio.wait_for(asyncpg.connect(_asyncpg_dsn(admin_url, "postgres")), TIMEOUT)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        raise Unreachable(
-            f"PostgreSQL does not answer at {make_url(database_url).host}: {exc}"
-        ) from exc
+        host = make_url(admin_url).host
+        raise Unreachable(f"PostgreSQL does not answer at {host}: {exc}") from exc
+
+
+async def create_database(admin_url: str, database_url: str) -> list[str]:
+    """Create the database and the services' role (without privileges) if they are missing."""
+    done: list[str] = []
+    name = make_url(admin_url).database
+    assert name is not None
+    conn = await _admin_connection(admin_url)
     try:
-        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            return False
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        return True
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            done.append(f"created database {name}")
+        role = app_role(database_url)
+        admin = make_url(admin_url).username
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        if role and role != admin and not exists:
+            password = make_url(database_url).password
+            quoted = role.replace('"', '""')
+            await conn.execute(
+                f'CREATE ROLE "{quoted}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE'
+                + (" PASSWORD " + _literal(password) if password else "")
+            )
+            done.append(f"created role {role}")
     finally:
         await conn.close()
+    return done
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 async def check(amqp_url: str, database_url: str) -> list[str]:
@@ -65,3 +90,16 @@ async def check(amqp_url: str, database_url: str) -> list[str]:
             "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
         )
     return problems
+
+
+async def broadcast_sign_out(amqp_url: str, prefix: str, user: UserRef) -> None:
+    """Tell every gateway replica to close this user's sockets."""
+    control = Topology(prefix).control
+    connection = await asyncio.wait_for(aio_pika.connect(amqp_url), TIMEOUT)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            control.name, type=control.type.value, durable=control.durable
+        )
+        message = UserSignedOut(user_id=user.user_id, reason="disabled")
+        await exchange.publish(aio_pika.Message(message.model_dump_json().encode()), routing_key="")

@@ -26,6 +26,8 @@ from chat_shared.protocol import (
     UserInfo,
     client_frame_adapter,
 )
+from chat_shared.telemetry import instruments
+from chat_shared.tracing import chat_attributes, turn_span
 
 log = logging.getLogger("chat_gateway.conversation")
 
@@ -56,6 +58,7 @@ class Conversation:
         client_message_id: str | None = None,
         retryable: bool = False,
     ) -> None:
+        instruments().errors.add(1, {"code": code})
         self.reply(
             ErrorFrame(
                 code=code,
@@ -134,6 +137,18 @@ class Conversation:
         return True
 
     async def send(self, frame: SendFrame) -> None:
+        wait = self.hub.bucket(self.client.user.user_id, self.settings.messages_per_minute).take()
+        if wait:
+            self.reply(
+                ErrorFrame(
+                    code=ErrorCode.RATE_LIMITED,
+                    message=f"You are sending messages too fast. Try again in {wait:g} s.",
+                    client_message_id=frame.client_message_id,
+                    retryable=True,
+                    retry_after=wait,
+                )
+            )
+            return
         text = frame.text.strip()
         if not text:
             self.error(
@@ -171,7 +186,14 @@ class Conversation:
             text=text,
             received_at=time.time(),
         )
-        with bind_correlation_id(message.correlation_id):
+        ids = chat_attributes(
+            correlation_id=message.correlation_id,
+            session_id=session_id,
+            message_id=message.message_id,
+            reply_message_id=message.reply_message_id,
+            org_id=message.user.org_id,
+        )
+        with bind_correlation_id(message.correlation_id), turn_span("chat.receive", ids):
             try:
                 await self.bridge.publish_user_message(message)
             except BackendUnavailable:

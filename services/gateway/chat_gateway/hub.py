@@ -16,11 +16,15 @@ from uuid import UUID
 
 from starlette.websockets import WebSocket
 
+from chat_gateway.ratelimit import TokenBucket
 from chat_shared.contracts import UserRef
 
 log = logging.getLogger("chat_gateway.hub")
 
 CLOSE_TOO_SLOW = 1013
+# Custom close codes (4000-4999), documented in docs/security.md.
+CLOSE_SIGNED_OUT = 4401  # token expired, signed out, or user disabled: sign in again
+CLOSE_TOO_MANY_SOCKETS = 4429
 
 
 class Client:
@@ -64,9 +68,13 @@ class Client:
             except Exception:  # the socket went away; the receive loop cleans up
                 return
 
-    async def _close(self, code: int) -> None:
+    async def _close(self, code: int, reason: str = "") -> None:
         with contextlib.suppress(Exception):
-            await self.websocket.close(code=code)
+            await self.websocket.close(code=code, reason=reason)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket (from outside its receive loop, which then ends)."""
+        self._closer = asyncio.create_task(self._close(code, reason))
 
     async def drain_and_stop(self) -> None:
         """Send what is queued, then stop the writer."""
@@ -92,8 +100,37 @@ class SessionHub:
         self._bind = bind
         self._unbind = unbind
         self._clients: dict[UUID, set[Client]] = defaultdict(set)
+        self._by_user: dict[UUID, set[Client]] = defaultdict(set)
+        # Message rate limits, per user, for as long as the user has a socket here.
+        self._buckets: dict[UUID, TokenBucket] = {}
         self._holds: dict[UUID, int] = defaultdict(int)
         self._lock = asyncio.Lock()
+
+    def connect(self, client: Client) -> None:
+        self._by_user[client.user.user_id].add(client)
+
+    def disconnect(self, client: Client) -> None:
+        members = self._by_user.get(client.user.user_id)
+        if members is not None:
+            members.discard(client)
+            if not members:
+                del self._by_user[client.user.user_id]
+                self._buckets.pop(client.user.user_id, None)
+
+    def bucket(self, user_id: UUID, per_minute: int) -> TokenBucket:
+        bucket = self._buckets.get(user_id)
+        if bucket is None:
+            bucket = self._buckets[user_id] = TokenBucket(per_minute)
+        return bucket
+
+    def sockets_of(self, user_id: UUID) -> int:
+        return len(self._by_user.get(user_id, ()))
+
+    def close_user(self, user_id: UUID, code: int, reason: str) -> int:
+        clients = list(self._by_user.get(user_id, ()))
+        for client in clients:
+            client.close(code, reason)
+        return len(clients)
 
     def clients(self, session_id: UUID) -> set[Client]:
         return self._clients.get(session_id, set())
@@ -145,6 +182,12 @@ class SessionHub:
                 client.session_ended = True
             client.send(data)
 
+    def org_of(self, session_id: UUID) -> UUID | None:
+        """The org of a session this replica holds sockets for (None if it holds none)."""
+        for client in self._clients.get(session_id, ()):
+            return client.user.org_id
+        return None
+
     @property
     def socket_count(self) -> int:
-        return sum(len(members) for members in self._clients.values())
+        return sum(len(members) for members in self._by_user.values())

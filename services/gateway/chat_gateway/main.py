@@ -11,14 +11,25 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from chat_gateway import api, handlers
+from chat_gateway.access import AccessControl
+from chat_gateway.auth import TokenVerifier
 from chat_gateway.bridge import BrokerBridge
+from chat_gateway.drain import Drain, DrainingServer
 from chat_gateway.frames import to_frame
-from chat_gateway.handlers import router
-from chat_gateway.hub import SessionHub
+from chat_gateway.hub import CLOSE_SIGNED_OUT, SessionHub
 from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import SessionEndedEvent, session_event_adapter
+from chat_gateway.telemetry import Deliveries, watch_sockets
+from chat_shared.contracts import (
+    SessionEndedEvent,
+    StreamEvent,
+    UserSignedOut,
+    session_event_adapter,
+)
 from chat_shared.logs import configure_logging
+from chat_shared.telemetry import setup_telemetry
 from chat_shared.topology import session_id_from_key
 
 SERVICE = "gateway"
@@ -27,7 +38,9 @@ log = logging.getLogger("chat_gateway")
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
+    setup_telemetry(SERVICE, settings.otel_exporter_otlp_endpoint)
     hub: SessionHub | None = None
+    deliveries: Deliveries | None = None
 
     def on_event(routing_key: str, body: bytes) -> None:
         assert hub is not None
@@ -46,9 +59,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 frame.model_dump_json(),
                 ends_session=isinstance(event, SessionEndedEvent),
             )
+            if isinstance(event, StreamEvent):
+                assert deliveries is not None
+                deliveries.delivered(event)
 
-    bridge = BrokerBridge(settings, on_event)
+    def on_control(body: bytes) -> None:
+        assert hub is not None
+        try:
+            signed_out = UserSignedOut.model_validate_json(body)
+        except ValidationError:
+            log.warning("dropped a control message that does not match its contract")
+            return
+        closed = hub.close_user(signed_out.user_id, CLOSE_SIGNED_OUT, signed_out.reason)
+        if closed:
+            log.info("closed the sockets of a signed-out user", extra={"sockets": closed})
+
+    bridge = BrokerBridge(settings, on_event, on_control)
     hub = SessionHub(bridge.bind, bridge.unbind)
+    engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size)
+    deliveries = Deliveries(bridge.publish_delivered, org_of=hub.org_of)
+    watch_sockets(hub)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,12 +89,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         yield
         await bridge.stop()
+        await engine.dispose()
 
     app = FastAPI(title="Agent chat gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.bridge = bridge
     app.state.hub = hub
-    app.include_router(router)
+    app.state.engine = engine
+    app.state.access = AccessControl(TokenVerifier(settings), engine)
+    app.state.drain = Drain()
+    app.include_router(handlers.router)
+    app.include_router(api.router)
     assets = settings.web_dist_dir / "assets"
     if assets.is_dir():
         app.mount("/assets", StaticFiles(directory=assets), name="assets")
@@ -74,8 +109,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 def run() -> None:
     settings = GatewaySettings()
     configure_logging(SERVICE, settings.log_level)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,
@@ -84,3 +120,5 @@ def run() -> None:
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
+    # On SIGTERM: stop accepting, close every socket with 1012 once flushed, then stop.
+    DrainingServer(config, app.state.drain, settings.shutdown_grace_seconds).run()

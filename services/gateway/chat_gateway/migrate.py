@@ -9,5 +9,6 @@ from chat_shared.migrations import upgrade as alembic_upgrade
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def upgrade(database_url: str) -> None:
-    alembic_upgrade(MIGRATIONS, database_url)
+def upgrade(admin_url: str, app_role: str | None) -> None:
+    """Apply migrations as the tables' owner and grant `app_role` what the service needs."""
+    alembic_upgrade(MIGRATIONS, admin_url, app_role)

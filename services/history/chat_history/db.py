@@ -1,11 +1,23 @@
-"""The database engine of the history service."""
+"""The database engine of the history service, and transactions scoped to one org.
+
+Every transaction on the chat tables goes through `org_transaction`: it sets `app.org_id` for
+that transaction only, and PostgreSQL's row-level security then shows and accepts rows of that
+org alone (services/history/migrations/versions/0002_row_level_security.py).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from chat_history.settings import HistorySettings
+
+log = logging.getLogger("chat_history.db")
 
 
 def create_engine(settings: HistorySettings) -> AsyncEngine:
@@ -16,6 +28,13 @@ def create_engine(settings: HistorySettings) -> AsyncEngine:
     )
 
 
+@asynccontextmanager
+async def org_transaction(engine: AsyncEngine, org_id: UUID) -> AsyncIterator[AsyncConnection]:
+    async with engine.begin() as conn:
+        await conn.execute(select(func.set_config("app.org_id", str(org_id), True)))
+        yield conn
+
+
 async def database_answers(engine: AsyncEngine) -> bool:
     try:
         async with engine.connect() as conn:
@@ -23,3 +42,26 @@ async def database_answers(engine: AsyncEngine) -> bool:
     except Exception:
         return False
     return True
+
+
+async def role_problems(engine: AsyncEngine) -> list[str]:
+    """Why row-level security would not protect this connection's role, if it would not."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT r.rolsuper, r.rolbypassrls, "
+                    "EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'chat' "
+                    "AND tableowner = current_user) AS owns "
+                    "FROM pg_roles r WHERE r.rolname = current_user"
+                )
+            )
+        ).one()
+    problems = []
+    if row.rolsuper:
+        problems.append("is a superuser")
+    if row.rolbypassrls:
+        problems.append("has BYPASSRLS")
+    if row.owns:
+        problems.append("owns the chat tables")
+    return problems

@@ -10,18 +10,23 @@ from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chat_history import repository
+from chat_history import repository, timings
+from chat_history.db import org_transaction
 from chat_history.settings import HistorySettings
 from chat_shared.contracts import (
     AnyHistoryRequest,
     AnySessionEvent,
     CompleteEvent,
     ContextReply,
+    DeliveredEvent,
     ErrorEvent,
     GetContext,
+    GetTimeline,
     OpenSession,
     ReserveBudget,
     RoutedEvent,
+    SessionEndedEvent,
+    TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
     UserMessage,
@@ -38,7 +43,11 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
     topology = Topology(settings.broker_prefix)
 
     async def persist(event: AnySessionEvent) -> None:
-        async with engine.begin() as conn:
+        if isinstance(event, TokenEvent | SessionEndedEvent):
+            log.warning("ignored an event the history service does not persist")
+            return
+        org_id = event.user.org_id if isinstance(event, UserMessage) else event.org_id
+        async with org_transaction(engine, org_id) as conn:
             match event:
                 case UserMessage():
                     await repository.save_user_message(conn, event)
@@ -52,8 +61,9 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
                     await repository.save_complete(conn, event)
                 case ErrorEvent():
                     await repository.save_error(conn, event)
-                case _:
-                    log.warning("ignored an event the history service does not persist")
+                case DeliveredEvent():
+                    pass  # only the timeline needs it
+            await timings.record(conn, event)
 
     @broker.subscriber(
         topology.history_events,
@@ -65,7 +75,7 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
         await process_work(msg, session_event_adapter.validate_json, persist)
 
     async def answer(request: AnyHistoryRequest) -> BaseModel:
-        async with engine.begin() as conn:
+        async with org_transaction(engine, request.org_id) as conn:
             match request:
                 case OpenSession():
                     return await repository.open_session(
@@ -93,6 +103,10 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
                         request.amount_usd,
                         settings.default_org_budget_usd,
                         settings.budget_hold_ttl_seconds,
+                    )
+                case GetTimeline():
+                    return await timings.timeline(
+                        conn, request.org_id, request.user_id, request.message_id
                     )
 
     @broker.subscriber(topology.history_rpc)

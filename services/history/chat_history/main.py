@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from faststream.asgi import AsgiFastStream
 
-from chat_history.db import create_engine, database_answers
+from chat_history.db import create_engine, database_answers, role_problems
 from chat_history.handlers import register
 from chat_history.settings import HistorySettings
 from chat_history.sweeper import sweep_forever
 from chat_shared.runtime import create_broker, serve, service_app
 
 SERVICE = "history"
+log = logging.getLogger("chat_history")
 
 
 def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
@@ -22,6 +24,18 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
     engine = create_engine(settings)
     register(broker, settings, engine)
     tasks: list[asyncio.Task[None]] = []
+
+    async def check_role() -> None:
+        problems = await role_problems(engine)
+        if problems:
+            message = (
+                "the database role of DATABASE_URL "
+                + ", ".join(problems)
+                + ": row-level security does not protect it; use a role without these"
+            )
+            if settings.app_env == "production":
+                raise RuntimeError(message)
+            log.warning(message)
 
     async def start_sweeper() -> None:
         tasks.append(asyncio.create_task(sweep_forever(broker, engine, settings)))
@@ -40,6 +54,7 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
         broker,
         settings,
         ready_checks=[database_ready],
+        on_startup=[check_role],
         after_startup=[start_sweeper],
         on_shutdown=[stop],
     )

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, case, func, literal, select, update
+from sqlalchemy import and_, case, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
@@ -80,15 +80,10 @@ async def touch_session(conn: AsyncConnection, session_id: UUID) -> None:
 
 
 async def end_idle_sessions(conn: AsyncConnection, idle_seconds: float) -> list[UUID]:
+    """End every org's idle sessions (a SECURITY DEFINER function: the sweep is cross-org)."""
     result = await conn.execute(
-        update(sessions)
-        .where(
-            sessions.c.ended_at.is_(None),
-            sessions.c.last_activity_at
-            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, idle_seconds),
-        )
-        .values(ended_at=func.now(), end_reason="idle_timeout")
-        .returning(sessions.c.id)
+        text("SELECT ended.id FROM chat.end_idle_sessions(:seconds) AS ended(id)"),
+        {"seconds": idle_seconds},
     )
     return [row.id for row in result]
 

@@ -131,3 +131,23 @@ budget_holds = Table(
     _now(),
     Index("budget_holds_by_org", "org_id", "created_at"),
 )
+
+# When each hop of a turn happened, keyed by the assistant message (see chat_shared.timeline).
+# Written piecemeal by whichever event arrives, in any order; no foreign key for that reason.
+message_timings = Table(
+    "message_timings",
+    metadata,
+    Column("message_id", UUID(as_uuid=True), primary_key=True),
+    Column("org_id", UUID(as_uuid=True), nullable=False),
+    Column("correlation_id", UUID(as_uuid=True), nullable=False),
+    Column("trace_id", Text),
+    Column("received_at", DateTime(timezone=True)),
+    Column("routed_at", DateTime(timezone=True)),
+    Column("queued_at", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("model_called_at", DateTime(timezone=True)),
+    Column("first_output_at", DateTime(timezone=True)),
+    Column("first_output_delivered_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("persisted_at", DateTime(timezone=True)),
+)

@@ -29,7 +29,9 @@ from chat_shared.contracts import (
 )
 from chat_shared.protocol import ErrorCode
 from chat_shared.runtime import process_work, publish_event
+from chat_shared.timeline import mark_first_output, mark_model_called
 from chat_shared.topology import Topology
+from chat_shared.tracing import inject_headers, span
 
 log = logging.getLogger("chat_llm_worker")
 
@@ -98,7 +100,10 @@ def register(
             log.info("budget exceeded", extra={"org_id": str(request.user.org_id)})
             await fail(request, 1, ErrorCode.BUDGET_EXCEEDED, BUDGET_MESSAGE)
             return
-        await stream_answer(request, provider.stream(prompt))
+        mark_model_called()
+        # The model's first token is an event on this span (see chat_shared.timeline.stamp).
+        with span("chat.llm.stream", **{"chat.llm.provider": provider.name}):
+            await stream_answer(request, provider.stream(prompt))
 
     def token_publisher(request: LlmRequest) -> TokenBatcher:
         async def publish(batch: TokenBatch) -> None:
@@ -111,7 +116,9 @@ def register(
                 deltas=batch.deltas,
                 emitted_at=batch.emitted_at,
             )
-            await link.publish_token(event)
+            # An answer's first token carries the trace context (as publish_event's do), so the
+            # gateway's delivery span joins the turn's trace; the others carry no headers.
+            await link.publish_token(event, inject_headers() if batch.seq == 1 else None)
 
         return TokenBatcher(publish, window)
 
@@ -140,11 +147,15 @@ def register(
 
         try:
             async for delta in stream:
+                emitted_at = now()
                 if ttft_ms is None:
                     ttft_ms = (time.perf_counter() - started) * 1000
+                    # The answer's first output, for its timeline and trace (publish_event
+                    # does this for events it publishes; tokens take the worker's link).
+                    mark_first_output(emitted_at, token=True)
                 parts.append(delta)
                 # Never waits for the broker: deltas that arrive meanwhile are coalesced.
-                tokens.add(delta, now())
+                tokens.add(delta, emitted_at)
             seq = await tokens.flush()
         except ProviderError as exc:
             seq = await tokens.flush()

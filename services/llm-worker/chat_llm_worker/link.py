@@ -10,6 +10,7 @@ FastStream keeps the rest: consuming LLM requests and publishing `complete` / `e
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import uuid4
 
 import aio_pika
@@ -43,7 +44,7 @@ class WorkerLink:
         events_channel = await self._connection.channel(publisher_confirms=True)
         self._events = await events_channel.get_exchange(self._topology.events.name)
 
-    async def publish_token(self, event: TokenEvent) -> None:
+    async def publish_token(self, event: TokenEvent, headers: dict[str, Any] | None = None) -> None:
         """Publish a token event and wait for the broker's confirm (the batcher's signal)."""
         assert self._events is not None, "the link is not started"
         await self._events.publish(
@@ -51,6 +52,7 @@ class WorkerLink:
                 event.model_dump_json().encode(),
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                headers=headers,
             ),
             routing_key=session_key(event.session_id, event.type),
             mandatory=False,

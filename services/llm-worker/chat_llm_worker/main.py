@@ -37,7 +37,8 @@ def create_app(
         ready_checks=[link_connected],
         on_startup=[link.start],
         after_startup=[announce],
-        on_shutdown=[link.stop],
+        # Answers in flight finish during the grace period: they still publish on the link.
+        after_shutdown=[link.stop],
     )
 
 

@@ -14,6 +14,7 @@ from chat_orchestrator.settings import OrchestratorSettings
 from chat_shared.contracts import LlmRequest, RoutedEvent, ToolRequest, UserMessage, now
 from chat_shared.runtime import process_work, publish_event, publish_work
 from chat_shared.topology import LLM_REQUEST_KEY, TOOL_REQUEST_KEY, Topology
+from chat_shared.tracing import span
 
 log = logging.getLogger("chat_orchestrator")
 
@@ -22,7 +23,12 @@ def register(broker: RabbitBroker, settings: OrchestratorSettings) -> None:
     topology = Topology(settings.broker_prefix)
 
     async def dispatch(message: UserMessage) -> None:
-        decision = route(message.text)
+        with span("chat.route") as routing:
+            decision = route(message.text)
+            if routing is not None:
+                routing.set_attributes(
+                    {"chat.tier": decision.tier, "chat.tool": decision.tool or ""}
+                )
         await publish_event(
             broker,
             topology,
@@ -48,6 +54,7 @@ def register(broker: RabbitBroker, settings: OrchestratorSettings) -> None:
                 tool=decision.tool,
                 input=decision.input,
                 user=message.user,
+                queued_at=now(),
             )
             await publish_work(broker, topology, work, TOOL_REQUEST_KEY)
         else:
@@ -58,6 +65,7 @@ def register(broker: RabbitBroker, settings: OrchestratorSettings) -> None:
                 user_message_id=message.message_id,
                 text=message.text,
                 user=message.user,
+                queued_at=now(),
             )
             await publish_work(broker, topology, work, LLM_REQUEST_KEY)
         log.info("routed", extra={"tier": decision.tier, "tool": decision.tool})

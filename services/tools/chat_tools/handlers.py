@@ -13,6 +13,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from chat_shared.contracts import CompleteEvent, ToolCallEvent, ToolRequest, ToolResultEvent
 from chat_shared.runtime import process_work, publish_event
 from chat_shared.topology import Topology
+from chat_shared.tracing import span
 from chat_tools.registry import JsonObject, ToolContext, ToolInputError, ToolRegistry
 from chat_tools.settings import ToolsSettings
 
@@ -35,18 +36,21 @@ def register(broker: RabbitBroker, settings: ToolsSettings, registry: ToolRegist
         await publish_event(broker, topology, ToolCallEvent(seq=1, input=request.input, **common))
         started = time.perf_counter()
         is_error = False
-        try:
-            output: JsonObject = await asyncio.wait_for(
-                registry.call(request.tool, request.input, ToolContext(user=request.user)),
-                timeout=settings.tool_timeout_seconds,
-            )
-        except ToolInputError as exc:
-            is_error, output = True, {"error": str(exc)}
-        except TimeoutError:
-            is_error, output = True, {"error": "the tool did not answer in time"}
-        except Exception:
-            log.exception("tool failed", extra={"tool": request.tool})
-            is_error, output = True, {"error": "the tool failed"}
+        with span("chat.tool.call", **{"chat.tool": request.tool}) as call_span:
+            try:
+                output: JsonObject = await asyncio.wait_for(
+                    registry.call(request.tool, request.input, ToolContext(user=request.user)),
+                    timeout=settings.tool_timeout_seconds,
+                )
+            except ToolInputError as exc:
+                is_error, output = True, {"error": str(exc)}
+            except TimeoutError:
+                is_error, output = True, {"error": "the tool did not answer in time"}
+            except Exception:
+                log.exception("tool failed", extra={"tool": request.tool})
+                is_error, output = True, {"error": "the tool failed"}
+            if call_span is not None:
+                call_span.set_attribute("chat.tool.is_error", is_error)
         latency_ms = (time.perf_counter() - started) * 1000
         await publish_event(
             broker,

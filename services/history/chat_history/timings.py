@@ -1,0 +1,171 @@
+"""The hop times of each answer (`chat.message_timings`) and the timeline built from them.
+
+Writes run in the event's org transaction, so row-level security applies as on every chat table.
+Events of a turn arrive in any order and may be redelivered, so each one fills only its own
+columns, and a column once set keeps its first value; the delivery time keeps the earliest of
+the gateways that report it (several replicas may hold the session's sockets).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chat_history.tables import message_timings, messages
+from chat_shared.contracts import (
+    AnySessionEvent,
+    CompleteEvent,
+    DeliveredEvent,
+    ErrorEvent,
+    RoutedEvent,
+    TimelineReply,
+    UserMessage,
+)
+from chat_shared.timeline import build_timeline
+from chat_shared.tracing import current_trace_id
+
+HOP_COLUMNS = {
+    "received": "received_at",
+    "routed": "routed_at",
+    "queued": "queued_at",
+    "started": "started_at",
+    "model_called": "model_called_at",
+    "first_output": "first_output_at",
+    "first_output_delivered": "first_output_delivered_at",
+    "completed": "completed_at",
+    "persisted": "persisted_at",
+}
+
+
+def _ts(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+Hops = dict[str, datetime | None]
+
+
+def _hop_times(event: AnySessionEvent) -> tuple[UUID, UUID, UUID, Hops] | None:
+    """The assistant message an event belongs to, its turn, its org and the hop times it
+    brings."""
+    match event:
+        case UserMessage():
+            return (
+                event.reply_message_id,
+                event.correlation_id,
+                event.user.org_id,
+                {"received_at": _ts(event.received_at)},
+            )
+        case RoutedEvent():
+            return (
+                event.message_id,
+                event.correlation_id,
+                event.org_id,
+                {"routed_at": _ts(event.routed_at)},
+            )
+        case CompleteEvent() | ErrorEvent():
+            values: Hops = {
+                "completed_at": _ts(event.emitted_at),
+                # The answer's row is written in this same transaction, just before.
+                "persisted_at": _ts(time.time()),
+            }
+            if event.hops is not None:
+                values |= {
+                    "queued_at": _ts(event.hops.queued_at),
+                    "started_at": _ts(event.hops.started_at),
+                    "model_called_at": _ts(event.hops.model_called_at),
+                    "first_output_at": _ts(event.hops.first_output_at),
+                }
+            return event.message_id, event.correlation_id, event.org_id, values
+        case DeliveredEvent():
+            return (
+                event.message_id,
+                event.correlation_id,
+                event.org_id,
+                {"first_output_delivered_at": _ts(event.delivered_at)},
+            )
+    return None
+
+
+async def record(conn: AsyncConnection, event: AnySessionEvent) -> None:
+    """Write the hop times an event brings (no-op for events that bring none)."""
+    found = _hop_times(event)
+    if found is None:
+        return
+    message_id, correlation_id, org_id, hops = found
+    values: dict[str, Any] = {key: value for key, value in hops.items() if value is not None}
+    trace_id = current_trace_id()
+    if trace_id is not None:
+        values["trace_id"] = trace_id
+    statement = insert(message_timings).values(
+        message_id=message_id,
+        org_id=org_id,
+        correlation_id=correlation_id,
+        **values,
+    )
+    excluded = statement.excluded
+    changes: dict[str, Any] = {}
+    for key in values:
+        column = message_timings.c[key]
+        if key == "first_output_delivered_at":
+            changes[key] = func.least(column, excluded[key])
+        else:
+            changes[key] = func.coalesce(column, excluded[key])
+    if changes:
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[message_timings.c.message_id], set_=changes
+            )
+        )
+    else:
+        await conn.execute(
+            statement.on_conflict_do_nothing(index_elements=[message_timings.c.message_id])
+        )
+
+
+async def timeline(
+    conn: AsyncConnection, org_id: UUID, user_id: UUID, message_id: UUID
+) -> TimelineReply:
+    """The timeline of an assistant message, only for the user who owns it."""
+    row = (
+        await conn.execute(
+            select(
+                messages.c.status,
+                messages.c.tier,
+                messages.c.correlation_id,
+                *(message_timings.c[column] for column in HOP_COLUMNS.values()),
+                message_timings.c.trace_id,
+            )
+            .join(message_timings, message_timings.c.message_id == messages.c.id)
+            .where(
+                messages.c.id == message_id,
+                messages.c.role == "assistant",
+                messages.c.org_id == org_id,
+                messages.c.user_id == user_id,
+            )
+        )
+    ).first()
+    if row is None:
+        # Someone else's message, an unknown id and a message without timings look alike.
+        return TimelineReply(status="not_found")
+    mapping = row._mapping
+    times = {
+        hop: (mapping[column].timestamp() if mapping[column] is not None else None)
+        for hop, column in HOP_COLUMNS.items()
+    }
+    return TimelineReply(
+        status="ok",
+        timeline=build_timeline(
+            message_id=message_id,
+            correlation_id=mapping["correlation_id"],
+            status=mapping["status"],
+            tier=mapping["tier"],
+            trace_id=mapping["trace_id"],
+            times=times,
+        ),
+    )

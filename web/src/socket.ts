@@ -1,0 +1,180 @@
+// The WebSocket to the gateway: connecting, keep-alive, and reconnecting with backoff.
+// It knows nothing of sessions or messages; the chat controller re-joins on every `open`.
+
+import { type ClientFrame, CloseCode, parseServerFrame, type ServerFrame } from "./protocol";
+
+export type ConnectionState =
+  | { kind: "connecting" }
+  | { kind: "open" }
+  | { kind: "reconnecting"; attempt: number; retryAt: number; reason: string }
+  | { kind: "signed_out" };
+
+export interface SocketHandlers {
+  /** The socket is open: the controller sends `join`. */
+  open(): void;
+  frame(frame: ServerFrame): void;
+  state(state: ConnectionState): void;
+  /** The socket closed; `reason` says why, for the user (e.g. the last frame was too large). */
+  closed(reason: string): void;
+}
+
+export interface SocketOptions {
+  url: string;
+  /** Is the user still signed in? Asked when a handshake fails, since browsers hide the 403. */
+  signedIn: () => Promise<boolean>;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  pingIntervalMs?: number;
+  pongTimeoutMs?: number;
+}
+
+/** Full-jitter exponential backoff: a random delay up to base·2^attempt, capped. */
+export function backoffDelay(attempt: number, baseMs: number, maxMs: number): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 16));
+  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+}
+
+const CLIENT_TIMEOUT = 4000; // our own close code: no pong in time
+
+export class ChatSocket {
+  private ws: WebSocket | null = null;
+  private attempt = 0;
+  private retryTimer: number | undefined;
+  private pingTimer: number | undefined;
+  private pongTimer: number | undefined;
+  private stopped = false;
+  private readonly baseDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly pingIntervalMs: number;
+  private readonly pongTimeoutMs: number;
+
+  constructor(
+    private readonly options: SocketOptions,
+    private readonly handlers: SocketHandlers,
+  ) {
+    this.baseDelayMs = options.baseDelayMs ?? 500;
+    this.maxDelayMs = options.maxDelayMs ?? 15_000;
+    this.pingIntervalMs = options.pingIntervalMs ?? 25_000;
+    this.pongTimeoutMs = options.pongTimeoutMs ?? 10_000;
+    window.addEventListener("online", () => this.reconnectNow());
+  }
+
+  get isOpen(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    window.clearTimeout(this.retryTimer);
+    this.stopKeepAlive();
+    this.ws?.close(CloseCode.normal);
+    this.ws = null;
+  }
+
+  /** Skip the wait of a pending reconnection. */
+  reconnectNow(): void {
+    if (this.stopped || this.ws !== null) return;
+    window.clearTimeout(this.retryTimer);
+    this.connect();
+  }
+
+  /** Send a frame; false if the socket is not open (the caller keeps the frame). */
+  send(frame: ClientFrame): boolean {
+    if (this.ws === null || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  private connect(): void {
+    this.handlers.state({ kind: "connecting" });
+    const ws = new WebSocket(this.options.url);
+    let opened = false;
+    this.ws = ws;
+    ws.addEventListener("open", () => {
+      opened = true;
+      this.attempt = 0;
+      this.handlers.state({ kind: "open" });
+      this.startKeepAlive();
+      this.handlers.open();
+    });
+    ws.addEventListener("message", (event: MessageEvent<unknown>) => {
+      if (typeof event.data !== "string") return;
+      const frame = parseServerFrame(event.data);
+      if (frame === null) return;
+      if (frame.type === "pong") window.clearTimeout(this.pongTimer);
+      this.handlers.frame(frame);
+    });
+    ws.addEventListener("close", (event: CloseEvent) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.stopKeepAlive();
+      void this.afterClose(event.code, opened);
+    });
+  }
+
+  private async afterClose(code: number, opened: boolean): Promise<void> {
+    if (this.stopped) return;
+    if (code === CloseCode.signedOut || (!opened && !(await this.stillSignedIn()))) {
+      this.stopped = true;
+      this.handlers.state({ kind: "signed_out" });
+      return;
+    }
+    this.handlers.closed(closeReason(code));
+    const delay = backoffDelay(this.attempt, this.baseDelayMs, this.maxDelayMs);
+    this.attempt += 1;
+    this.handlers.state({
+      kind: "reconnecting",
+      attempt: this.attempt,
+      retryAt: Date.now() + delay,
+      reason: closeReason(code),
+    });
+    this.retryTimer = window.setTimeout(() => this.connect(), delay);
+  }
+
+  private async stillSignedIn(): Promise<boolean> {
+    try {
+      return await this.options.signedIn();
+    } catch {
+      return true; // the server is unreachable: keep trying, it may be restarting
+    }
+  }
+
+  private startKeepAlive(): void {
+    this.stopKeepAlive();
+    this.pingTimer = window.setInterval(() => {
+      if (!this.send({ type: "ping" })) return;
+      window.clearTimeout(this.pongTimer);
+      this.pongTimer = window.setTimeout(
+        () => this.ws?.close(CLIENT_TIMEOUT, "no pong"),
+        this.pongTimeoutMs,
+      );
+    }, this.pingIntervalMs);
+  }
+
+  private stopKeepAlive(): void {
+    window.clearInterval(this.pingTimer);
+    window.clearTimeout(this.pongTimer);
+  }
+}
+
+function closeReason(code: number): string {
+  switch (code) {
+    case CloseCode.tooLarge:
+      return "Your last message was too large to send.";
+    case CloseCode.restarting:
+      return "The chat server is restarting.";
+    case CloseCode.tryAgainLater:
+      return "The connection was too slow to keep up.";
+    case CloseCode.tooManySockets:
+      return "Too many chat tabs are open: close one.";
+    case CLIENT_TIMEOUT:
+      return "The chat server stopped answering.";
+    default:
+      return "The connection to the chat server was lost.";
+  }
+}
