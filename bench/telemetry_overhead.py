@@ -67,12 +67,10 @@ def micro() -> None:
         stamped = min(timeit.repeat(lambda: stamp(stamped_event), number=n, repeat=5)) / n
     dump = min(timeit.repeat(event.model_dump_json, number=n, repeat=5)) / n
     ids = {"session_id": uuid4(), "correlation_id": uuid4(), "message_id": uuid4()}
-    build = min(
-        timeit.repeat(lambda: TokenEvent(seq=2, text="abcd", **ids), number=n, repeat=5)  # type: ignore[arg-type]
-    )
+    build = min(timeit.repeat(lambda: TokenEvent(seq=2, text="abcd", **ids), number=n, repeat=5))
     build_stamped = min(
         timeit.repeat(
-            lambda: TokenEvent(seq=2, text="abcd", emitted_at=time.time(), **ids),  # type: ignore[arg-type]
+            lambda: TokenEvent(seq=2, text="abcd", emitted_at=time.time(), **ids),
             number=n,
             repeat=5,
         )
@@ -244,7 +242,7 @@ def main() -> None:
     micro()
     runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
     shares: dict[str, list[float]] = {}
-    with fresh_database(POSTGRES_URL) as database_url, running_otlp_receiver() as receiver:
+    with fresh_database(POSTGRES_URL) as databases, running_otlp_receiver() as receiver:
         on_env = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_METRIC_EXPORT_INTERVAL": "5000",
@@ -252,13 +250,13 @@ def main() -> None:
         }
         for round_ in range(args.rounds):
             with (
-                stack(database_url, {}, f"off{round_}") as off,
-                stack(database_url, on_env, f"on{round_}") as on,
+                stack(databases.app_url, {}, f"off{round_}") as off,
+                stack(databases.app_url, on_env, f"on{round_}") as on,
             ):
 
                 async def both() -> list[dict[str, float]]:
-                    off_sockets = await prepare(off, database_url, args.clients)
-                    on_sockets = await prepare(on, database_url, args.clients)
+                    off_sockets = await prepare(off, databases.admin_url, args.clients)
+                    on_sockets = await prepare(on, databases.admin_url, args.clients)
                     # Both stacks under the same load at the same time: same noise.
                     return list(
                         await asyncio.gather(
