@@ -13,7 +13,7 @@ import aio_pika
 import pytest
 
 from chat_gateway.bridge import BrokerBridge
-from chat_shared.contracts import TokenEvent
+from chat_shared.contracts import TokenEvent, UserSignedOut
 from chat_shared.topology import Topology, session_key
 from tests.support.infra import delete_topology, unique_prefix
 from tests.support.seed import gateway_settings
@@ -22,16 +22,22 @@ from tests.support.seed import gateway_settings
 class Received:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.controls: asyncio.Queue[bytes] = asyncio.Queue()
 
     def __call__(self, routing_key: str, body: bytes) -> None:
         self.queue.put_nowait((routing_key, body))
+
+    def control(self, body: bytes) -> None:
+        self.controls.put_nowait(body)
 
 
 @pytest.fixture
 async def bridge(amqp_url: str) -> AsyncIterator[tuple[BrokerBridge, Received, str]]:
     prefix = unique_prefix()
     received = Received()
-    bridge = BrokerBridge(gateway_settings(amqp_url=amqp_url, broker_prefix=prefix), received)
+    bridge = BrokerBridge(
+        gateway_settings(amqp_url=amqp_url, broker_prefix=prefix), received, received.control
+    )
     await bridge.start()
     yield bridge, received, prefix
     await bridge.stop()
@@ -91,6 +97,17 @@ async def test_events_of_a_bound_session_are_delivered_until_it_is_unbound(
     await _publish_token(amqp_url, prefix, other, "next")
     routing_key, _ = await asyncio.wait_for(received.queue.get(), 10)
     assert routing_key == session_key(other, "token")  # nothing of the unbound session came
+
+
+async def test_control_messages_are_told_apart_from_session_events(
+    bridge: tuple[BrokerBridge, Received, str],
+) -> None:
+    gateway, received, _ = bridge
+    signed_out = UserSignedOut(user_id=uuid4(), reason="logout")
+    await gateway.broadcast(signed_out)
+    body = await asyncio.wait_for(received.controls.get(), 10)
+    assert UserSignedOut.model_validate_json(body) == signed_out
+    assert received.queue.empty()
 
 
 async def test_delivery_resumes_after_the_broker_drops_the_connection(
