@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Request, expect
 
 from tests.conftest import StackFactory
 from tests.e2e.chat_page import ANSWER_TIMEOUT_MS, ChatPage, assert_accessible
@@ -99,10 +99,12 @@ async def test_the_timeline_of_each_answer_shows_the_api_figures_also_after_a_re
     await chat.ready()
 
     timeline_requests: list[str] = []
-    page.on(
-        "request",
-        lambda request: timeline_requests.append(request.url) if "/timeline" in request.url else None,
-    )
+
+    def count_timeline_request(request: Request) -> None:
+        if request.url.endswith("/timeline"):
+            timeline_requests.append(request.url)
+
+    page.on("request", count_timeline_request)
     await chat.send("who am I")
     await chat.wait_answered(count=1)
     await chat.send("echo: where did the time go?")
