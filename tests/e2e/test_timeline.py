@@ -178,16 +178,24 @@ async def test_the_timeline_of_each_answer_shows_the_api_figures_also_after_a_re
         await assert_accessible(page, f"timeline open, {theme}")
         await screenshot(page, f"timeline-{theme}")
 
-    # Someone else signs in in another tab of the same browser: this page's cookie is now
-    # theirs, and the other answer's timeline is not theirs to see (the API answers 404).
-    colleague = await new_user(name="Someone Else")
-    other_tab = await page.context.new_page()
+    # Signed out in another tab (the cookie is gone): the API answers 401.
     await page.context.clear_cookies()
-    await sign_in(other_tab, colleague.email)
-    await other_tab.close()
     tier1 = chat.answers.nth(0)
     await timeline_toggle(tier1).click()
     panel = tier1.locator(".timeline-panel")
+    await expect(panel).to_have_attribute("data-state", "signed_out")
+    await expect(panel).to_contain_text("You are signed out.")
+    await expect(panel.get_by_role("link", name="Sign in")).to_be_visible()
+    await timeline_toggle(tier1).click()
+
+    # Someone else signs in in another tab of the same browser: this page's cookie is now
+    # theirs, and this answer's timeline is not theirs to see (the API answers 404). Reopening
+    # after a failure asks again.
+    colleague = await new_user(name="Someone Else")
+    other_tab = await page.context.new_page()
+    await sign_in(other_tab, colleague.email)
+    await other_tab.close()
+    await timeline_toggle(tier1).click()
     await expect(panel).to_have_attribute("data-state", "not_found")
     await expect(panel).to_contain_text("There is no timeline for this answer")
     await expect(chat.status).to_contain_text("There is no timeline for this answer")
