@@ -61,6 +61,10 @@ class ChatPage:
         if pressed != (theme == "dark"):
             await toggle.click()
         await expect(self.page.locator("html")).to_have_attribute("data-theme", theme)
+        # Buttons fade to the new theme's colours: judge contrast once they have.
+        await self.page.wait_for_function(
+            "() => !document.getAnimations().some(a => a instanceof CSSTransition)"
+        )
 
 
 def _report(violations: list[dict[str, Any]]) -> str:

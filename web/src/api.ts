@@ -1,4 +1,5 @@
-// The gateway's HTTP API used by the pages: who is signed in, signing in and out.
+// The gateway's HTTP API used by the pages: who is signed in, signing in and out, and where an
+// answer's time went (its timeline).
 
 import type { UserInfo } from "./protocol";
 
@@ -58,4 +59,73 @@ export function safeNext(value: string | null): string {
 export function loginUrl(): string {
   const next = `${location.pathname}${location.search}`;
   return next === "/" ? "/login" : `/login?next=${encodeURIComponent(next)}`;
+}
+
+// -- an answer's timeline (docs/observability.md, "The per-message timeline") ---------------------
+
+export interface TimelineHop {
+  name: string;
+  at: number; // epoch seconds
+  offset_ms: number; // since `received`
+}
+
+export interface TimelineSegment {
+  name: string;
+  start: string; // hop names
+  end: string;
+  ms: number;
+}
+
+export interface TimelineSummary {
+  queue_wait_ms: number | null;
+  time_to_first_token_ms: number | null;
+  delivery_lag_ms: number | null;
+  first_output_seen_ms: number | null;
+  total_ms: number | null;
+}
+
+export interface MessageTimeline {
+  message_id: string;
+  correlation_id: string;
+  trace_id: string | null;
+  tier: number | null;
+  status: string; // pending | complete | error
+  hops: TimelineHop[];
+  segments: TimelineSegment[];
+  summary: TimelineSummary;
+}
+
+export type TimelineResult =
+  | { kind: "ok"; timeline: MessageTimeline }
+  /** Not one of the signed-in user's answers, or nothing recorded for it yet. */
+  | { kind: "not_found" }
+  | { kind: "signed_out" }
+  | { kind: "failed"; message: string };
+
+export type TimelineLoader = (messageId: string) => Promise<TimelineResult>;
+
+/** `GET /api/messages/{id}/timeline`: fetched on demand, one answer at a time. */
+export async function fetchTimeline(messageId: string): Promise<TimelineResult> {
+  let response: Response;
+  try {
+    response = await fetch(`/api/messages/${encodeURIComponent(messageId)}/timeline`, {
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+  } catch {
+    return { kind: "failed", message: "The server could not be reached. Check your connection." };
+  }
+  if (response.ok) {
+    try {
+      return { kind: "ok", timeline: (await response.json()) as MessageTimeline };
+    } catch {
+      return { kind: "failed", message: "The server's answer could not be read." };
+    }
+  }
+  if (response.status === 404) return { kind: "not_found" };
+  if (response.status === 401) return { kind: "signed_out" };
+  if (response.status === 503) {
+    return { kind: "failed", message: "The chat history service did not answer in time." };
+  }
+  return { kind: "failed", message: `The server answered with an error (HTTP ${response.status}).` };
 }

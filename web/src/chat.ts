@@ -2,6 +2,7 @@
 // frames into changes of the view. One instance per page.
 
 import { announce, announceError } from "./announcer";
+import type { TimelineLoader } from "./api";
 import {
   type AcceptedFrame,
   type CompleteFrame,
@@ -57,6 +58,8 @@ export class ChatController {
     private readonly view: ChatView,
     socketUrl: string,
     signedIn: () => Promise<boolean>,
+    /** An answer's timeline, fetched when its button is opened. */
+    private readonly loadTimeline: TimelineLoader | null = null,
   ) {
     this.socket = new ChatSocket(
       { url: socketUrl, signedIn },
@@ -212,8 +215,9 @@ export class ChatController {
         this.view.log.add(new UserBubble(message.text, new Date(message.created_at * 1000)));
         continue;
       }
+      const createdAt = new Date(message.created_at * 1000);
       const bubble = this.view.log.add(
-        new AssistantBubble(message.message_id, new Date(message.created_at * 1000)),
+        new AssistantBubble(message.message_id, createdAt, this.loadTimeline),
       );
       bubble.fromHistory(message, (text) => this.send(text));
       if (message.status === "pending") {
@@ -256,7 +260,7 @@ export class ChatController {
   private answerFor(messageId: string): Answer {
     let answer = this.answers.get(messageId);
     if (answer === undefined) {
-      const bubble = this.view.log.add(new AssistantBubble(messageId, new Date()));
+      const bubble = this.view.log.add(new AssistantBubble(messageId, new Date(), this.loadTimeline));
       answer = { bubble, lastSeq: 0, gap: false, question: null };
       this.answers.set(messageId, answer);
       this.updateBusy();

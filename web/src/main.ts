@@ -2,7 +2,7 @@
 
 import "./styles.css";
 import { installAnnouncer } from "./announcer";
-import { currentUser, loginUrl, logout } from "./api";
+import { currentUser, fetchTimeline, loginUrl, logout } from "./api";
 import { ChatController } from "./chat";
 import { installComposer } from "./composer";
 import { byId } from "./dom";
@@ -73,6 +73,7 @@ const chat = new ChatController(
   },
   socketUrl,
   async () => (await currentUser()) !== null,
+  fetchTimeline,
 );
 
 installComposer(

@@ -1,9 +1,11 @@
 // The conversation's DOM: the log, user and assistant bubbles (DaisyUI chat), notices.
 // Each bubble owns its element; streaming touches only its own bubble.
 
+import type { TimelineLoader } from "../api";
 import type { CompleteFrame, HistoryMessage, HistoryToolCall, JsonObject } from "../protocol";
 import { copyToClipboard } from "./clipboard";
 import { MarkdownView } from "./markdown";
+import { TimelineDisclosure } from "./timeline";
 import { ToolCard } from "./toolcard";
 
 function el<K extends keyof HTMLElementTagNameMap>(
@@ -144,10 +146,14 @@ export class AssistantBubble {
   private readonly actions: HTMLElement;
   private typing: HTMLElement | null = null;
   private readonly cards = new Map<string, ToolCard>();
+  /** "Why was this slow?": shown once the answer has finished. */
+  private timeline: TimelineDisclosure | null = null;
 
+  /** `loadTimeline`: where the answer's timeline comes from (none: no timeline button). */
   constructor(
     readonly messageId: string,
     createdAt: Date,
+    private readonly loadTimeline: TimelineLoader | null = null,
   ) {
     this.element = el("article", "chat chat-start");
     this.element.setAttribute("aria-label", "Assistant's answer");
@@ -210,14 +216,22 @@ export class AssistantBubble {
     return this.cards.get(callId)?.finish(output, isError) ?? null;
   }
 
-  complete(frame: Pick<CompleteFrame, "text" | "model" | "provider" | "tool">): void {
+  /** `finishedAt`: when it finished in this page (now), or null for an answer from history. */
+  complete(
+    frame: Pick<CompleteFrame, "text" | "model" | "provider" | "tool">,
+    finishedAt: number | null = Date.now(),
+  ): void {
     this.hideTyping();
     this.markdown.set(frame.text);
     this.setState("done");
-    this.showFooter(describeAnswerer(frame.provider, frame.model, frame.tool));
+    this.showFooter(describeAnswerer(frame.provider, frame.model, frame.tool), finishedAt);
   }
 
-  fail(error: ErrorView, partialText: string | null = null): void {
+  fail(
+    error: ErrorView,
+    partialText: string | null = null,
+    finishedAt: number | null = Date.now(),
+  ): void {
     this.hideTyping();
     if (partialText !== null) this.markdown.set(partialText);
     this.setState("error");
@@ -243,10 +257,10 @@ export class AssistantBubble {
     if (buttons.childElementCount > 0) body.append(buttons);
     alert.append(body);
     this.bubble.append(alert);
-    this.showFooter(null);
+    this.showFooter(null, finishedAt);
   }
 
-  private showFooter(answerer: Answerer | null): void {
+  private showFooter(answerer: Answerer | null, finishedAt: number | null): void {
     this.footer.replaceChildren();
     if (answerer !== null) {
       const label = el("span", "answerer", answerer.text);
@@ -254,6 +268,7 @@ export class AssistantBubble {
       label.dataset["kind"] = answerer.kind;
       this.footer.append(label);
     }
+    this.actions.replaceChildren();
     if (this.markdown.source.trim() !== "") {
       const copy = el("button", "btn btn-xs btn-ghost");
       copy.type = "button";
@@ -261,10 +276,16 @@ export class AssistantBubble {
       copy.addEventListener("click", () => {
         void copyToClipboard(this.markdown.source, copy, "answer");
       });
-      this.actions.replaceChildren(copy);
-      // Room for more per-message actions (e.g. the timeline of issue 5) in `actions`.
-      this.footer.append(this.actions);
+      this.actions.append(copy);
     }
+    this.timeline = null;
+    if (this.loadTimeline !== null) {
+      this.timeline = new TimelineDisclosure(this.messageId, this.loadTimeline, finishedAt);
+      this.actions.append(this.timeline.button);
+    }
+    if (this.actions.childElementCount > 0) this.footer.append(this.actions);
+    // The timeline's panel takes a line of its own, under the footer's label and buttons.
+    if (this.timeline !== null) this.footer.append(this.timeline.row);
   }
 
   plainText(): string {
@@ -283,9 +304,10 @@ export class AssistantBubble {
           suggest,
         },
         message.text || null,
+        null,
       );
     } else {
-      this.complete(message);
+      this.complete(message, null);
     }
   }
 
