@@ -139,5 +139,11 @@ async def delete_topology(amqp_url: str, prefix: str) -> None:
             topology.dead_letter_queue,
         ):
             await channel.queue_delete(queue.name)
-        for exchange in (topology.events, topology.work, topology.dead_letters, topology.control):
+        for exchange in (
+            topology.events,
+            topology.work,
+            topology.dead_letters,
+            topology.control,
+            topology.llm_control,
+        ):
             await channel.exchange_delete(exchange.name)

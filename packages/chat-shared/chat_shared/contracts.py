@@ -52,7 +52,9 @@ class Usage(BaseModel):
     cost_usd: Decimal = Decimal(0)
 
 
-CallStatus = Literal["ok", "error", "stopped"]
+# `streaming`: a progress report of a call still running (issue 8); `interrupted`: the call's
+# worker stopped or lost its broker connection mid-stream and the turn went to another attempt.
+CallStatus = Literal["ok", "error", "stopped", "streaming", "interrupted"]
 
 
 class LlmCall(BaseModel):
@@ -125,6 +127,9 @@ class StreamEvent(SessionEvent):
     correlation_id: UUID
     message_id: UUID
     seq: int = Field(ge=1)
+    # Which delivery of the work produced it: a turn retried on another worker (its first
+    # worker died or lost the broker) streams again from seq 1 with the next attempt.
+    attempt: int = Field(default=1, ge=1)
     # When the worker published it (set by `chat_shared.runtime.publish_event`).
     emitted_at: float | None = None
 
@@ -194,6 +199,8 @@ class CompleteEvent(StreamEvent):
     org_id: UUID
     user_id: UUID
     text: str
+    # `stopped`: the user stopped it; `text` is what was generated until then.
+    status: Literal["complete", "stopped"] = "complete"
     # Who answered: a model id (with its provider) for Tier 2, a tool name for Tier 1.
     model: str | None = None
     provider: str | None = None
@@ -232,6 +239,44 @@ class SessionEndedEvent(SessionEvent):
     reason: Literal["idle_timeout"]
 
 
+class RetryingEvent(SessionEvent):
+    """An answer starts again (attempt `attempt`, from seq 1): discard what the earlier
+    attempt streamed. Published by the worker that takes over a redelivered request."""
+
+    type: Literal["retrying"] = "retrying"
+    correlation_id: UUID
+    message_id: UUID
+    org_id: UUID
+    user_id: UUID
+    attempt: int = Field(ge=2)
+    reason: str
+
+
+class QueuedEvent(SessionEvent):
+    """An answer waits for the session's answer in progress (`BUSY_POLICY=queue`)."""
+
+    type: Literal["queued"] = "queued"
+    correlation_id: UUID
+    message_id: UUID
+    org_id: UUID
+    user_id: UUID
+    behind_message_id: UUID | None = None
+
+
+class ProgressEvent(SessionEvent):
+    """A running model call's usage so far (every few seconds), or the final usage of a call
+    that was interrupted. Only history consumes it: the `llm_calls` row then records what was
+    generated even if the worker dies before the call ends."""
+
+    type: Literal["progress"] = "progress"
+    correlation_id: UUID
+    message_id: UUID
+    org_id: UUID
+    user_id: UUID
+    attempt: int = Field(default=1, ge=1)
+    llm_call: LlmCall
+
+
 AnySessionEvent = Annotated[
     UserMessage
     | RoutedEvent
@@ -241,7 +286,10 @@ AnySessionEvent = Annotated[
     | CompleteEvent
     | ErrorEvent
     | DeliveredEvent
-    | SessionEndedEvent,
+    | SessionEndedEvent
+    | RetryingEvent
+    | QueuedEvent
+    | ProgressEvent,
     Field(discriminator="type"),
 ]
 session_event_adapter: TypeAdapter[AnySessionEvent] = TypeAdapter(AnySessionEvent)
@@ -256,6 +304,54 @@ class UserSignedOut(Contract):
     type: Literal["user_signed_out"] = "user_signed_out"
     user_id: UUID
     reason: Literal["logout", "disabled"]
+
+
+# -- LLM worker control (fanout `{prefix}.llm-control`: every worker replica hears it) --------
+
+
+class StopRequest(Contract):
+    """Stop generating `message_id`. The worker streaming it (or, if none does yet, whichever
+    worker later takes it from the queue) ends it with a `complete` of status `stopped`."""
+
+    type: Literal["stop"] = "stop"
+    session_id: UUID
+    message_id: UUID
+    org_id: UUID
+    user_id: UUID
+    requested_at: float
+
+
+class ReplayRequest(Contract):
+    """Which events of `message_id` after `after_seq` (of `attempt`) did a client miss?
+
+    Sent with `reply_to`; only the worker that streams (or recently streamed) the message
+    answers, with a `ReplayReply`. Nobody answers for a message no worker holds."""
+
+    type: Literal["replay"] = "replay"
+    session_id: UUID
+    message_id: UUID
+    org_id: UUID
+    user_id: UUID
+    attempt: int = Field(default=1, ge=1)
+    after_seq: int = Field(default=0, ge=0)
+
+
+AnyWorkerControl = Annotated[StopRequest | ReplayRequest, Field(discriminator="type")]
+worker_control_adapter: TypeAdapter[AnyWorkerControl] = TypeAdapter(AnyWorkerControl)
+
+ReplayedEvent = Annotated[TokenEvent | CompleteEvent | ErrorEvent, Field(discriminator="type")]
+
+
+class ReplayReply(Contract):
+    """The events of the message's current attempt after the asked seq, in order.
+
+    If `attempt` differs from the one asked, `events` start at seq 1 of this attempt (the
+    client must discard what it has). `ended`: the last event is the answer's final one."""
+
+    message_id: UUID
+    attempt: int
+    events: list[ReplayedEvent] = Field(default_factory=list)
+    ended: bool = False
 
 
 # -- history RPC ---------------------------------------------------------------------------
@@ -386,7 +482,30 @@ class TimelineReply(Contract):
     timeline: MessageTimeline | None = None
 
 
+class ClaimTurn(Contract):
+    """Take the session's turn for an answer: one answer streams per session at a time.
+
+    The turn is free when no answer holds it, when `message_id` holds it already (a retried
+    attempt), or when the holder is older than `stale_after_seconds` (its worker is gone).
+    With `interrupt`, the turn is taken from the holder, whose id is returned so that the
+    caller can stop it. History frees the turn when it persists the holder's final event."""
+
+    op: Literal["claim_turn"] = "claim_turn"
+    org_id: UUID
+    user_id: UUID
+    session_id: UUID
+    message_id: UUID
+    interrupt: bool = False
+    stale_after_seconds: float = 300
+
+
+class TurnReply(Contract):
+    status: Literal["claimed", "busy"]
+    # busy: the answer holding the turn; claimed with interrupt: the answer taken over (if any).
+    holder_message_id: UUID | None = None
+
+
 AnyHistoryRequest = Annotated[
-    OpenSession | GetContext | ReserveBudget | GetTimeline, Field(discriminator="op")
+    OpenSession | GetContext | ReserveBudget | GetTimeline | ClaimTurn, Field(discriminator="op")
 ]
 history_request_adapter: TypeAdapter[AnyHistoryRequest] = TypeAdapter(AnyHistoryRequest)

@@ -41,6 +41,7 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
     work = await _exchange(channel, topology.work)
     dead = await _exchange(channel, topology.dead_letters)
     await _exchange(channel, topology.control)
+    await _exchange(channel, topology.llm_control)
     await _queue(channel, topology.dead_letter_queue, dead, ("#",))
     await _queue(channel, topology.orchestrator_inbox, events)
     await _queue(channel, topology.tool_requests, work)

@@ -30,6 +30,11 @@ class ErrorCode:
     LLM_ERROR = "llm_error"
     TOOL_ERROR = "tool_error"
     INTERNAL = "internal"
+    # A message sent while the session's answer streams, with `BUSY_POLICY=reject`: it was not
+    # sent (its text is the client's to keep); stop the answer or wait, then send again.
+    BUSY = "busy"
+    # The message failed on every attempt and was set aside (dead-lettered).
+    FAILED = "failed"
 
 
 # -- client → server -----------------------------------------------------------------------
@@ -39,9 +44,26 @@ class ClientFrame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ResumePoint(ClientFrame):
+    """The last event a client has of an answer: `seq` of `attempt` (0 = none of it)."""
+
+    message_id: UUID
+    seq: int = Field(ge=0)
+    attempt: int = Field(default=1, ge=1)
+
+
 class JoinFrame(ClientFrame):
     type: Literal["join"]
     session_id: UUID | None = None
+    # Rejoining mid-answer: send only what came after this point of that answer.
+    after: ResumePoint | None = None
+
+
+class StopFrame(ClientFrame):
+    """Stop generating an answer of the socket's own session."""
+
+    type: Literal["stop"]
+    message_id: UUID
 
 
 class SendFrame(ClientFrame):
@@ -54,7 +76,9 @@ class PingFrame(ClientFrame):
     type: Literal["ping"]
 
 
-AnyClientFrame = Annotated[JoinFrame | SendFrame | PingFrame, Field(discriminator="type")]
+AnyClientFrame = Annotated[
+    JoinFrame | SendFrame | PingFrame | StopFrame, Field(discriminator="type")
+]
 client_frame_adapter: TypeAdapter[AnyClientFrame] = TypeAdapter(AnyClientFrame)
 
 
@@ -96,6 +120,7 @@ class TokenFrame(ServerFrame):
     type: Literal["token"] = "token"
     message_id: UUID
     seq: int
+    attempt: int = 1
     text: str
     # How many of the model's deltas `text` joins, and when the oldest reached the worker.
     deltas: int = 1
@@ -106,6 +131,7 @@ class ToolCallFrame(ServerFrame):
     type: Literal["tool_call"] = "tool_call"
     message_id: UUID
     seq: int
+    attempt: int = 1
     call_id: UUID
     tool: str
     input: dict[str, Any]
@@ -115,6 +141,7 @@ class ToolResultFrame(ServerFrame):
     type: Literal["tool_result"] = "tool_result"
     message_id: UUID
     seq: int
+    attempt: int = 1
     call_id: UUID
     output: dict[str, Any]
     is_error: bool
@@ -124,7 +151,11 @@ class CompleteFrame(ServerFrame):
     type: Literal["complete"] = "complete"
     message_id: UUID
     seq: int
+    attempt: int = 1
+    # The whole answer: a client that missed tokens can always render it from here.
     text: str
+    # `stopped`: the user stopped the answer; `text` is what was generated until then.
+    status: Literal["complete", "stopped"] = "complete"
     model: str | None
     provider: str | None
     tool: str | None
@@ -137,6 +168,7 @@ class ErrorFrame(ServerFrame):
     message: str
     message_id: UUID | None = None
     seq: int | None = None
+    attempt: int | None = None
     client_message_id: str | None = None
     retryable: bool = False
     retry_after: float | None = None
@@ -150,3 +182,40 @@ class SessionEndedFrame(ServerFrame):
 
 class PongFrame(ServerFrame):
     type: Literal["pong"] = "pong"
+
+
+class HeartbeatFrame(ServerFrame):
+    """Sent every `HEARTBEAT_SECONDS`: a client that hears nothing for twice that reconnects."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+    at: float
+
+
+class RetryingFrame(ServerFrame):
+    """The answer starts again as attempt `attempt`: discard what was shown of it."""
+
+    type: Literal["retrying"] = "retrying"
+    message_id: UUID
+    attempt: int
+    message: str
+
+
+class QueuedFrame(ServerFrame):
+    """The answer waits for the answer in progress; it starts when that one ends."""
+
+    type: Literal["queued"] = "queued"
+    message_id: UUID
+    behind_message_id: UUID | None = None
+
+
+class ResyncFrame(ServerFrame):
+    """What the client has of `message_id` cannot be continued without a gap.
+
+    With `message`, the answer has ended: render it whole from this. Without, the answer is
+    still being generated but its missed part is not available: discard the partial text and
+    wait for the rest; the final `complete` carries the whole text."""
+
+    type: Literal["resync"] = "resync"
+    message_id: UUID
+    reason: str
+    message: HistoryMessage | None = None

@@ -8,6 +8,7 @@
     orchestrator ──tool.request / llm.request──▶ {prefix}.work (direct) ──▶ tools / llm queues
     gateway, llm-worker ──request/reply──▶ history RPC queue
     gateway, chatctl ──user_signed_out──▶ {prefix}.control (fanout) ──▶ every gateway replica
+    gateway, llm-worker ──stop, replay──▶ {prefix}.llm-control (fanout) ──▶ every llm-worker
     quorum work queues ──after N deliveries──▶ {prefix}.dlx ──▶ dead-letter queue
 
 See docs/architecture.md for who publishes and who consumes what, and why.
@@ -39,6 +40,7 @@ PERSISTED_EVENTS: Final = (
     "complete",
     "error",
     "delivered",
+    "progress",
 )
 TOKEN_EVENT: Final = "token"  # noqa: S105 - an event name, not a secret
 
@@ -82,6 +84,11 @@ class Topology:
     def control(self) -> RabbitExchange:
         """Broadcasts to every gateway replica (sign-outs)."""
         return RabbitExchange(f"{self.prefix}.control", type=ExchangeType.FANOUT, durable=True)
+
+    @property
+    def llm_control(self) -> RabbitExchange:
+        """Broadcasts to every LLM worker replica: stop a message, replay a message's events."""
+        return RabbitExchange(f"{self.prefix}.llm-control", type=ExchangeType.FANOUT, durable=True)
 
     @property
     def dead_letters(self) -> RabbitExchange:
@@ -131,3 +138,7 @@ class Topology:
     def gateway_queue(self, replica_id: str) -> str:
         """Each gateway replica's private queue: bound to the sessions it holds sockets for."""
         return f"{self.prefix}.gateway.{replica_id}"
+
+    def llm_control_queue(self, replica_id: str) -> str:
+        """Each LLM worker replica's private queue, bound to `llm_control`."""
+        return f"{self.prefix}.llm-worker.{replica_id}.control"
