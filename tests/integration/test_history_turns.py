@@ -4,14 +4,12 @@ interrupted, and freed when the holder's final event is persisted (ClaimTurn, is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_history import repository
 from chat_shared.contracts import (
@@ -22,14 +20,10 @@ from chat_shared.contracts import (
     Usage,
     UserRef,
 )
+from tests.integration import test_history_repository
 from tests.integration.test_history_repository import _session, _turn, _user
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(database_url, pool_size=10)
-    yield engine
-    await engine.dispose()
+engine = test_history_repository.engine  # the same fixture: the owner's engine
 
 
 async def _claim(
@@ -204,14 +198,32 @@ async def test_interrupt_takes_the_turn_and_names_the_answer_taken_over(
 async def test_concurrent_claims_give_the_turn_to_exactly_one(engine: AsyncEngine) -> None:
     user = _user()
     session_id = await _session(engine, user)
-    contenders = [uuid4() for _ in range(8)]
+    first, *others = [uuid4() for _ in range(6)]
 
-    replies = await asyncio.gather(*(_claim(engine, user, session_id, m) for m in contenders))
+    async def claim_and_linger() -> TurnReply:
+        # The others' claims start while this one's transaction is still open.
+        async with engine.begin() as conn:
+            reply = await repository.claim_turn(
+                conn,
+                user.org_id,
+                user.user_id,
+                session_id,
+                first,
+                interrupt=False,
+                stale_after_seconds=300,
+            )
+            await asyncio.sleep(0.3)
+        return reply
 
-    winners = [m for m, reply in zip(contenders, replies, strict=True) if reply.status == "claimed"]
-    assert len(winners) == 1
-    assert all(reply.holder_message_id == winners[0] for reply in replies if reply.status == "busy")
-    assert (await _holder(engine, session_id)).active_message_id == winners[0]
+    async def claim_meanwhile(message_id: UUID) -> TurnReply:
+        await asyncio.sleep(0.1)
+        return await _claim(engine, user, session_id, message_id)
+
+    replies = await asyncio.gather(claim_and_linger(), *(claim_meanwhile(m) for m in others))
+
+    assert replies[0] == TurnReply(status="claimed")
+    assert replies[1:] == [TurnReply(status="busy", holder_message_id=first)] * len(others)
+    assert (await _holder(engine, session_id)).active_message_id == first
 
 
 async def test_a_claim_before_the_session_exists_creates_it_for_its_owner_only(
