@@ -329,8 +329,16 @@ async def _upsert_assistant(conn: AsyncConnection, event: RoutedEvent, **values:
 
 # What an answer's final event decides outright, and what it only fills in if it has it
 # (the routing may have said already).
-_FINAL_COLUMNS = ("status", "content", "attempt", "usage", "error_code", "error_message")
-_DESCRIPTIVE_COLUMNS = ("model", "provider", "tool", "completed_at")
+_FINAL_COLUMNS = (
+    "status",
+    "content",
+    "attempt",
+    "usage",
+    "error_code",
+    "error_message",
+    "completed_at",
+)
+_DESCRIPTIVE_COLUMNS = ("model", "provider", "tool")
 
 
 async def _save_final(
