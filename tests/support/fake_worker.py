@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID, uuid4
 
 import aio_pika
@@ -45,22 +46,22 @@ class Answer:
 
     def token(self, seq: int, text: str | None = None) -> TokenEvent:
         return TokenEvent(
-            session_id=self.session_id,
-            correlation_id=self.correlation_id,
-            message_id=self.message_id,
-            seq=seq,
-            attempt=self.attempt,
-            text=text if text is not None else f"t{self.attempt}.{seq} ",
+            **self._position(seq), text=text if text is not None else f"t{self.attempt}.{seq} "
         )
+
+    def _position(self, seq: int) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "correlation_id": self.correlation_id,
+            "message_id": self.message_id,
+            "seq": seq,
+            "attempt": self.attempt,
+        }
 
     def complete(self, seq: int) -> CompleteEvent:
         text = "".join(e.text for e in self.events if isinstance(e, TokenEvent))
         return CompleteEvent(
-            session_id=self.session_id,
-            correlation_id=self.correlation_id,
-            message_id=self.message_id,
-            seq=seq,
-            attempt=self.attempt,
+            **self._position(seq),
             org_id=self.user.org_id,
             user_id=self.user.user_id,
             text=text,
