@@ -82,8 +82,9 @@ async def test_heartbeats_arrive_and_a_silent_client_is_closed_with_4408(
         assert all(abs(f["at"] - time.time()) < 10 for f in heartbeats)
 
         await asyncio.sleep(SILENCE)  # the pinging client outlives the silence limit
-        frame = await talking.recv_type("heartbeat")
-        assert frame["at"] > time.time() - 2 * HEARTBEAT - 1  # a fresh one: still served
+        now = time.time()
+        while (await talking.recv_type("heartbeat"))["at"] < now:
+            pass  # those it did not read yet; a fresh one comes: the socket is still served
         assert talking.connection.close_code is None
     await talking.close()
 
