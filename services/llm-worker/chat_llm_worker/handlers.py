@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, NoReturn
 from uuid import uuid4
 
 from faststream.middlewares import AckPolicy
@@ -50,7 +50,7 @@ from chat_shared.contracts import (
 )
 from chat_shared.protocol import ErrorCode
 from chat_shared.runtime import process_work, publish_event
-from chat_shared.timeline import mark_first_output, mark_model_called
+from chat_shared.timeline import mark_first_output, mark_model_called, stamp
 from chat_shared.topology import MAX_DELIVERIES, Topology
 from chat_shared.tracing import inject_headers, span
 
@@ -130,8 +130,11 @@ def register(
         }
 
     async def final(gen: Generation, event: CompleteEvent | ErrorEvent) -> None:
-        await publish_event(broker, topology, event)
-        gen.record(event)
+        # Stamped here so that a replay sends it as it was published (stamping is idempotent).
+        stamped = stamp(event)
+        assert isinstance(stamped, CompleteEvent | ErrorEvent)
+        await publish_event(broker, topology, stamped)
+        gen.record(stamped)
 
     async def fail(
         gen: Generation,
@@ -358,6 +361,12 @@ def register(
                 error_code=error_code,
             )
 
+        def lost(exc: Exception) -> NoReturn:
+            # A token publish failed: the broker is gone (or going).
+            log.warning("abandoning an answer: %s", exc)
+            gen.lost = True
+            raise AttemptAbandoned from exc
+
         async def pump() -> None:
             nonlocal ttft_ms
             async for delta in stream:
@@ -369,7 +378,16 @@ def register(
                     mark_first_output(emitted_at, token=True)
                 parts.append(delta)
                 # Never waits for the broker: deltas that arrive meanwhile are coalesced.
-                tokens.add(delta, emitted_at)
+                try:
+                    tokens.add(delta, emitted_at)
+                except Exception as exc:  # an earlier token publish failed
+                    lost(exc)
+
+        async def flush() -> None:
+            try:
+                await tokens.flush()
+            except Exception as exc:
+                lost(exc)
 
         async def report_progress() -> None:
             while True:
@@ -388,9 +406,9 @@ def register(
         try:
             try:
                 await pumping
-                await tokens.flush()
+                await flush()
             except ProviderError as exc:
-                await tokens.flush()
+                await flush()
                 call = llm_call("error", exc.code)
                 log.warning("llm call failed", extra={"code": exc.code, "seq": gen.seq})
                 await fail(
@@ -406,14 +424,10 @@ def register(
                 current = asyncio.current_task()
                 if gen.lost or (current is not None and current.cancelling()):
                     raise  # SIGTERM past the grace, or the broker is lost: below
-                await tokens.flush()
+                await flush()
                 await stopped(gen, "".join(parts), llm_call("stopped"))
                 return
-            except Exception as exc:
-                # A token publish failed: the broker is gone (or going).
-                log.warning("abandoning an answer: %s", exc)
-                gen.lost = True
-            if gen.lost:
+            if gen.lost:  # the stream ended as the connection was lost
                 raise AttemptAbandoned
         except (asyncio.CancelledError, AttemptAbandoned):
             await tokens.aclose()
