@@ -9,6 +9,7 @@ at all: an outage), and the tests watch the session events and the `llm-control`
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -161,12 +162,14 @@ class Harness:
                 if getattr(event, "message_id", None) == message_id:
                     return event
 
-    async def until_final(self, message_id: UUID, timeout: float = 20) -> list[AnySessionEvent]:
-        """Every event of the message (progress reports aside) until its final one."""
+    async def until_final(
+        self, message_id: UUID, timeout: float = 20, *, progress: bool = False
+    ) -> list[AnySessionEvent]:
+        """Every event of the message (progress reports too if asked) until its final one."""
         events: list[AnySessionEvent] = []
         while True:
             event = await self.next_event(message_id, timeout)
-            if isinstance(event, ProgressEvent):
+            if isinstance(event, ProgressEvent) and not progress:
                 continue
             events.append(event)
             if isinstance(event, CompleteEvent | ErrorEvent):
@@ -475,7 +478,7 @@ async def test_the_last_allowed_delivery_tells_the_user_it_failed(
     assert LlmRequest.model_validate_json(message.body).message_id == request.message_id
 
 
-# -- progress ----------------------------------------------------------------------------------
+# -- progress and lost connections -------------------------------------------------------------
 
 
 async def test_a_streaming_call_reports_its_progress_under_its_final_call_id(
@@ -494,6 +497,56 @@ async def test_a_streaming_call_reports_its_progress_under_its_final_call_id(
     complete = (await worker.until_final(request.message_id))[-1]
     assert isinstance(complete, CompleteEvent) and complete.llm_call is not None
     assert {p.llm_call.call_id for p in progress} == {complete.llm_call.call_id}
+
+
+async def rabbitmqctl(*args: str) -> str:
+    command = shutil.which("rabbitmqctl")
+    if command is None:
+        pytest.skip("rabbitmqctl is not installed here")
+    process = await asyncio.create_subprocess_exec(
+        command, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def connection_pid(connection_name: str) -> str:
+    listed = await rabbitmqctl(
+        "list_connections", "-q", "--no-table-headers", "pid", "client_properties"
+    )
+    pids = [line.split("\t")[0] for line in listed.splitlines() if connection_name in line]
+    assert len(pids) == 1, listed
+    return pids[0]
+
+
+async def test_a_worker_that_loses_its_broker_link_gives_the_attempt_up_and_retries(
+    start_worker: WorkerFactory,
+) -> None:
+    worker = await start_worker(scripted_ttft_ms=20, scripted_tokens_per_second=30)
+    pid = await connection_pid(worker.link.connection_name)
+    request = await worker.request("tell me something long")
+    await worker.tokens(request.message_id, 3)
+    # RabbitMQ drops the worker's link, as when it restarts or a network link breaks.
+    await rabbitmqctl("close_connection", pid, "test: the connection is lost")
+    events = await worker.until_final(request.message_id, timeout=30, progress=True)
+
+    # The lost attempt's usage is recorded as interrupted...
+    reports = [e for e in events if isinstance(e, ProgressEvent) and e.attempt == 1]
+    assert [p.llm_call.status for p in reports][-1:] == ["interrupted"]
+    assert {p.llm_call.status for p in reports[:-1]} <= {"streaming"}
+    assert reports[-1].llm_call.usage.output_tokens >= 3
+    # ...and the request, not acknowledged, comes back as attempt 2, streamed whole from seq 1.
+    retrying = [e for e in events if isinstance(e, RetryingEvent)]
+    assert [r.attempt for r in retrying] == [2]
+    again = events[events.index(retrying[0]) + 1 :]
+    streamed = [e for e in again if isinstance(e, TokenEvent | CompleteEvent)]
+    assert [e.seq for e in streamed] == list(range(1, len(streamed) + 1))
+    assert {e.attempt for e in streamed} == {2}
+    complete = streamed[-1]
+    assert isinstance(complete, CompleteEvent) and complete.status == "complete"
+    assert complete.text == "".join(e.text for e in streamed if isinstance(e, TokenEvent))
+    assert complete.text.startswith("This answer comes from the **offline scripted model**")
 
 
 # -- busy policies -----------------------------------------------------------------------------

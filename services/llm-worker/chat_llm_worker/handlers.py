@@ -76,6 +76,8 @@ CLAIM_INTERVAL_SECONDS = 0.25
 # An interrupted call's usage is published once the broker is back: tried this often, this far
 # apart, then given up (history marks the call from its last progress report).
 INTERRUPTED_REPORT_TRIES = 30
+# How long an answer waits for the worker's lost broker link before it gives the attempt up.
+LINK_WAIT_SECONDS = 30.0
 INTERRUPTED_REPORT_PAUSE_SECONDS = 1.0
 
 
@@ -208,6 +210,10 @@ def register(
         if gen.stopped:  # a stop overtook the request while it was queued
             await stopped(gen)
             return
+        # The link publishes the tokens: when it is lost, the attempt would be too. Waiting for
+        # it keeps a short outage from using up the request's deliveries.
+        if not await link.wait_connected(LINK_WAIT_SECONDS):
+            raise AttemptAbandoned
         if not await take_turn(gen):
             return
         turns = await history.context(request, settings.context_turns)
