@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator
 
@@ -16,7 +15,7 @@ import websockets
 
 from chat_shared.contracts import UserRef
 from tests.conftest import StackFactory
-from tests.support.broker import close_connection_named
+from tests.support.broker import close_connection_named, gateway_connection_name
 from tests.support.client import ChatClient
 from tests.support.seed import create_user, token_for
 from tests.support.stack import Stack
@@ -89,12 +88,6 @@ async def test_heartbeats_arrive_and_a_silent_client_is_closed_with_4408(
     await talking.close()
 
 
-def replica_id(stack: Stack) -> str:
-    found = re.findall(r'"replica_id":\s*"([0-9a-f]+)"', stack.logs("gateway"))
-    assert found, "the gateway logs its replica id when ready"
-    return found[-1]
-
-
 async def test_sockets_are_closed_with_1012_when_the_broker_connection_comes_back(
     stack: Stack, user: UserRef
 ) -> None:
@@ -102,7 +95,7 @@ async def test_sockets_are_closed_with_1012_when_the_broker_connection_comes_bac
     async with pinging(client):
         await client.recv_type("heartbeat")
         # In a thread: rabbitmqctl takes a second or two, and the client must go on pinging.
-        name = f"gateway-{replica_id(stack)}"
+        name = gateway_connection_name(stack)
         if not await asyncio.to_thread(close_connection_named, name):
             pytest.skip("rabbitmqctl cannot reach this broker (e.g. a container)")
         # aio-pika reconnects after its reconnect interval (5 s), then the sockets are closed.

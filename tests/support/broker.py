@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+
+from tests.support.stack import Stack
 
 
 def _rabbitmqctl(*args: str) -> str:
@@ -26,3 +29,10 @@ def close_connection_named(connection_name: str) -> bool:
             _rabbitmqctl("close_connection", line.split("\t", 1)[0], "closed by a test")
             return True
     return False
+
+
+def gateway_connection_name(stack: Stack, name: str = "gateway") -> str:
+    """The broker connection name of the gateway process `name` (it logs its replica id)."""
+    found = re.findall(r'"replica_id":\s*"([0-9a-f]+)"', stack.logs(name))
+    assert found, f"{name} logs its replica id when ready"
+    return f"gateway-{found[-1]}"
