@@ -27,7 +27,7 @@ from tests.support.fake_worker import Answer, FakeWorker
 from tests.support.seed import create_user, token_for
 from tests.support.stack import Stack
 
-REPLAY_TIMEOUT = 0.5
+REPLAY_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +202,37 @@ async def test_a_streaming_answer_no_worker_can_replay_is_resynced_without_a_mes
     await nothing_more(fresh)
     for socket in (client, fresh):
         await socket.close()
+
+
+async def test_an_answer_that_ended_during_the_join_without_a_replayer_is_whole_in_joined(
+    stack: Stack, worker: FakeWorker, user: UserRef, database_url: str
+) -> None:
+    first = await connect(stack, user)
+    answer = await pending_answer(first, worker, user, database_url)
+    await worker.stream(answer, 1, 2)
+    await first.close()
+    del worker.answers[answer.message_id]  # like a Tier-1 answer: nobody replays it
+
+    async def end_it_meanwhile(request: Any) -> None:
+        # History still showed it streaming when the gateway read it; it ends now.
+        if request.message_id == answer.message_id:
+            await worker.finish(answer)
+            await wait_for_rows(
+                database_url,
+                "SELECT 1 FROM chat.messages WHERE id = :m AND status = 'complete'",
+                m=answer.message_id,
+            )
+
+    worker.on_request = end_it_meanwhile
+    client = await connect(stack, user, "gateway2")
+    joined = await rejoin(client, answer, seq=2)
+    message = {m["message_id"]: m for m in joined["messages"]}[str(answer.message_id)]
+    assert (message["status"], message["text"]) == ("complete", "t1.1 t1.2 ")
+    resync = await client.recv()
+    assert (resync["type"], resync["reason"]) == ("resync", "ended")
+    assert resync["message"]["text"] == "t1.1 t1.2 "
+    await nothing_more(client)  # the live `complete`, held during the join, is not sent again
+    await client.close()
 
 
 async def test_an_answer_that_started_over_sends_retrying_then_the_new_attempt(

@@ -78,8 +78,10 @@ class FakeWorker:
         self.answers: dict[UUID, Answer] = {}
         self.stops: asyncio.Queue[StopRequest] = asyncio.Queue()
         self.replay_requests: list[ReplayRequest] = []
-        # Awaited when a replay is asked, before it is answered (to publish live meanwhile).
+        # Awaited when a replay is asked, before it is answered (to publish live meanwhile);
+        # `on_request` for every replay request, also those of answers it does not hold.
         self.before_reply: Callable[[ReplayRequest], Awaitable[None]] | None = None
+        self.on_request: Callable[[ReplayRequest], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect(self._amqp_url)
@@ -156,6 +158,8 @@ class FakeWorker:
             self.stops.put_nowait(request)
             return
         self.replay_requests.append(request)
+        if self.on_request is not None:
+            await self.on_request(request)
         answer = self.answers.get(request.message_id)
         if answer is None or (answer.session_id, answer.user.user_id, answer.user.org_id) != (
             request.session_id,
