@@ -70,11 +70,28 @@ async def pending_answer(
         user=user,
     )
     await worker.route(answer, UUID(accepted["message_id"]))
+    await history_shows(database_url, answer, "pending")
+    return answer
+
+
+async def history_shows(database_url: str, answer: Answer, status: str) -> None:
     await wait_for_rows(
         database_url,
-        "SELECT 1 FROM chat.messages WHERE id = :m AND status = 'pending'",
+        "SELECT 1 FROM chat.messages WHERE id = :m AND status = :s",
         m=answer.message_id,
+        s=status,
     )
+
+
+async def orphaned_answer(
+    stack: Stack, worker: FakeWorker, user: UserRef, database_url: str
+) -> Answer:
+    """An answer streaming with seq 1-2 shown by a tab since closed; no worker replays it."""
+    first = await connect(stack, user)
+    answer = await pending_answer(first, worker, user, database_url)
+    await worker.stream(answer, 1, 2)
+    await first.close()
+    del worker.answers[answer.message_id]
     return answer
 
 
@@ -157,11 +174,7 @@ async def test_an_answer_that_ended_meanwhile_is_resynced_whole_from_history(
     await first.close()
     await worker.stream(answer, 1, 2, 3)
     complete = await worker.finish(answer)
-    await wait_for_rows(
-        database_url,
-        "SELECT 1 FROM chat.messages WHERE id = :m AND status = 'complete'",
-        m=answer.message_id,
-    )
+    await history_shows(database_url, answer, "complete")
     client = await connect(stack, user, "gateway2")
     await rejoin(client, answer, seq=2)
     resync = await client.recv()
@@ -176,11 +189,7 @@ async def test_an_answer_that_ended_meanwhile_is_resynced_whole_from_history(
 async def test_a_streaming_answer_no_worker_can_replay_is_resynced_without_a_message(
     stack: Stack, worker: FakeWorker, user: UserRef, database_url: str
 ) -> None:
-    first = await connect(stack, user)
-    answer = await pending_answer(first, worker, user, database_url)
-    await worker.stream(answer, 1, 2)
-    await first.close()
-    del worker.answers[answer.message_id]  # its worker died: nobody holds its events
+    answer = await orphaned_answer(stack, worker, user, database_url)  # its worker died
 
     client = await connect(stack, user, "gateway2")
     started = asyncio.get_running_loop().time()
@@ -207,21 +216,13 @@ async def test_a_streaming_answer_no_worker_can_replay_is_resynced_without_a_mes
 async def test_an_answer_that_ended_during_the_join_without_a_replayer_is_whole_in_joined(
     stack: Stack, worker: FakeWorker, user: UserRef, database_url: str
 ) -> None:
-    first = await connect(stack, user)
-    answer = await pending_answer(first, worker, user, database_url)
-    await worker.stream(answer, 1, 2)
-    await first.close()
-    del worker.answers[answer.message_id]  # like a Tier-1 answer: nobody replays it
+    answer = await orphaned_answer(stack, worker, user, database_url)  # or a Tier-1 answer
 
     async def end_it_meanwhile(request: Any) -> None:
         # History still showed it streaming when the gateway read it; it ends now.
         if request.message_id == answer.message_id:
             await worker.finish(answer)
-            await wait_for_rows(
-                database_url,
-                "SELECT 1 FROM chat.messages WHERE id = :m AND status = 'complete'",
-                m=answer.message_id,
-            )
+            await history_shows(database_url, answer, "complete")
 
     worker.on_request = end_it_meanwhile
     client = await connect(stack, user, "gateway2")
