@@ -12,7 +12,8 @@ from typing import Any
 
 from playwright.async_api import Locator, Page, WebSocketRoute, expect
 
-from tests.e2e.chat_page import ANSWER_TIMEOUT_MS
+from tests.e2e.chat_page import ANSWER_TIMEOUT_MS, ChatPage
+from tests.e2e.conftest import sign_in
 
 
 def long_text(words: int) -> str:
@@ -62,6 +63,13 @@ async def wait_for_text(answer: Locator, characters: int) -> Observation:
     return now
 
 
+async def start_long_answer(chat: ChatPage, words: int, shown: int) -> tuple[str, Observation]:
+    """Ask for a long answer (`words` words); back once `shown` characters of it are shown."""
+    text = long_text(words)
+    await chat.send(f"echo: {text}")
+    return text, await wait_for_text(chat.answers.first, shown)
+
+
 @dataclass
 class SocketTap:
     """Every WebSocket of a page goes through here: the frames the page sent, and a way to drop
@@ -91,3 +99,13 @@ class SocketTap:
         page_side, server_side = self.connections[-1]
         await server_side.close(code=1001, reason="test: connection dropped")
         await page_side.close(code=code, reason=reason)
+
+
+async def tapped_chat(page: Page, email: str) -> tuple[ChatPage, SocketTap]:
+    """`page` signed in as `email` and showing the chat, its WebSockets through a tap."""
+    tap = SocketTap()
+    await tap.install(page)
+    await sign_in(page, email)
+    chat = ChatPage(page)
+    await chat.ready()
+    return chat, tap

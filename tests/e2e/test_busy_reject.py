@@ -9,7 +9,7 @@ from playwright.async_api import expect
 from tests.conftest import StackFactory
 from tests.e2e.chat_page import ChatPage, assert_accessible
 from tests.e2e.conftest import SCRIPTED_PACE, NewUser, OpenChat, screenshot
-from tests.e2e.streams import long_text, wait_for_text
+from tests.e2e.streams import start_long_answer
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -29,10 +29,8 @@ async def test_a_message_sent_while_answering_is_refused_and_put_back_in_the_box
     user = await new_user()
     chat = ChatPage(await open_chat(user, color_scheme=theme))
     await chat.ready()
-    text = long_text(200)
-    await chat.send(f"echo: {text}")
+    text, _ = await start_long_answer(chat, 200, 20)
     first = chat.answers.first
-    await wait_for_text(first, 20)
 
     await chat.send("echo: not now")
     await expect(chat.message_box).to_have_value("echo: not now", timeout=10_000)

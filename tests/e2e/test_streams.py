@@ -7,8 +7,8 @@ import pytest
 from playwright.async_api import expect
 
 from tests.e2e.chat_page import ChatPage, assert_accessible
-from tests.e2e.conftest import NewPage, NewUser, OpenChat, screenshot, sign_in
-from tests.e2e.streams import SocketTap, long_text, wait_for_text, watch
+from tests.e2e.conftest import NewPage, NewUser, OpenChat, screenshot
+from tests.e2e.streams import start_long_answer, tapped_chat, watch
 
 pytestmark = pytest.mark.e2e
 
@@ -27,10 +27,8 @@ async def test_stop_ends_a_long_answer_in_every_tab_and_the_box_stays_usable(
     await other.ready()
     await expect(chat.stop_button).to_be_hidden()
 
-    text = long_text(400)
-    await chat.send(f"echo: {text}")
+    text, _ = await start_long_answer(chat, 400, 40)
     answer = chat.answers.first
-    await wait_for_text(answer, 40)
     await expect(chat.stop_button).to_be_visible()
     await chat.stop_button.click()
 
@@ -69,18 +67,9 @@ async def test_stop_ends_a_long_answer_in_every_tab_and_the_box_stays_usable(
 async def test_a_dropped_connection_mid_answer_resumes_with_nothing_doubled_or_missing(
     new_page: NewPage, new_user: NewUser
 ) -> None:
-    user = await new_user()
-    page = await new_page()
-    tap = SocketTap()
-    await tap.install(page)
-    await sign_in(page, user.email)
-    chat = ChatPage(page)
-    await chat.ready()
-
-    text = long_text(400)
-    await chat.send(f"echo: {text}")
+    chat, tap = await tapped_chat(await new_page(), (await new_user()).email)
+    text, before = await start_long_answer(chat, 400, 150)
     answer = chat.answers.first
-    before = await wait_for_text(answer, 150)
     await tap.drop(1012, "test: the gateway restarts")
 
     seen = await watch(answer, text)
@@ -108,18 +97,9 @@ async def test_a_dropped_connection_mid_answer_resumes_with_nothing_doubled_or_m
 async def test_a_refresh_mid_answer_replays_it_from_the_start(
     new_page: NewPage, new_user: NewUser
 ) -> None:
-    user = await new_user()
-    page = await new_page()
-    tap = SocketTap()
-    await tap.install(page)
-    await sign_in(page, user.email)
-    chat = ChatPage(page)
-    await chat.ready()
-
-    text = long_text(300)
-    await chat.send(f"echo: {text}")
-    await wait_for_text(chat.answers.first, 100)
-    await page.reload()
+    chat, tap = await tapped_chat(await new_page(), (await new_user()).email)
+    text, _ = await start_long_answer(chat, 300, 100)
+    await chat.page.reload()
     await chat.ready()
 
     answer = chat.answers.first
@@ -138,10 +118,8 @@ async def test_a_message_sent_while_answering_waits_and_escape_stops_the_first(
     user = await new_user()
     chat = ChatPage(await open_chat(user, color_scheme=theme))
     await chat.ready()
-    text = long_text(400)
-    await chat.send(f"echo: {text}")
+    await start_long_answer(chat, 400, 20)
     first = chat.answers.first
-    await wait_for_text(first, 20)
 
     await chat.send("echo: the second answer")
     second = chat.answers.nth(1)
