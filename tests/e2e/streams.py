@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from playwright.async_api import Locator, Page, WebSocketRoute, expect
+from playwright.async_api import ElementHandle, Locator, Page, WebSocketRoute, expect
 
 from tests.e2e.chat_page import ANSWER_TIMEOUT_MS, ChatPage
 from tests.e2e.conftest import sign_in
@@ -35,21 +34,44 @@ async def look(answer: Locator) -> Observation:
     return Observation(state, text.strip())
 
 
-async def watch(
-    answer: Locator, expected: str, until: tuple[str, ...] = ("done",)
+# Records the answer's state and text after every change of its DOM (a MutationObserver's callback
+# runs once a change is whole, so no half-rendered block is seen).
+_RECORD = """a => {
+    const md = a.querySelector('.md');
+    const seen = [[a.dataset.state, md.textContent]];
+    a.__seen = seen;
+    new MutationObserver(() => seen.push([a.dataset.state, md.textContent])).observe(a, {
+        subtree: true, childList: true, characterData: true, attributes: true,
+    });
+}"""
+
+
+async def record(answer: Locator) -> ElementHandle:
+    """Start recording every state and text of the answer's bubble (see `recorded`)."""
+    bubble = await answer.element_handle()
+    await bubble.evaluate(_RECORD)
+    return bubble
+
+
+async def recorded(
+    bubble: ElementHandle, expected: str, until: tuple[str, ...] = ("done",)
 ) -> list[Observation]:
-    """Observe a streaming answer every 100 ms until its state is one of `until`; every text seen
+    """Every state and text the bubble went through until its state is one of `until`. The
+    bubble is the same element throughout (not replaced by another), and every text it showed
     is a prefix of `expected` (nothing doubled, nothing missing before what is shown)."""
-    seen: list[Observation] = []
-    deadline = time.monotonic() + ANSWER_TIMEOUT_MS / 1000 * 2
-    while time.monotonic() < deadline:
-        now = await look(answer)
+    page = await bubble.owner_frame()
+    assert page is not None
+    await page.wait_for_function(
+        "([a, until]) => !a.isConnected || until.includes(a.dataset.state)",
+        arg=[bubble, list(until)],
+        timeout=ANSWER_TIMEOUT_MS * 2,
+    )
+    assert await bubble.evaluate("a => a.isConnected"), "the answer's bubble was replaced"
+    records = await bubble.evaluate("a => a.__seen")
+    seen = [Observation(state, text.strip()) for state, text in records]
+    for now in seen:
         assert expected.startswith(now.text), f"shown text is not a prefix: …{now.text[-80:]!r}"
-        seen.append(now)
-        if now.state in until:
-            return seen
-        await answer.page.wait_for_timeout(100)
-    raise AssertionError(f"the answer never reached {until}: last {seen[-1]}")
+    return seen
 
 
 async def wait_for_text(answer: Locator, characters: int) -> Observation:

@@ -8,7 +8,7 @@ from playwright.async_api import expect
 
 from tests.e2e.chat_page import ChatPage, assert_accessible
 from tests.e2e.conftest import NewPage, NewUser, OpenChat, screenshot
-from tests.e2e.streams import start_long_answer, tapped_chat, watch
+from tests.e2e.streams import record, recorded, start_long_answer, tapped_chat
 
 pytestmark = pytest.mark.e2e
 
@@ -70,9 +70,10 @@ async def test_a_dropped_connection_mid_answer_resumes_with_nothing_doubled_or_m
     chat, tap = await tapped_chat(await new_page(), (await new_user()).email)
     text, before = await start_long_answer(chat, 400, 150)
     answer = chat.answers.first
+    bubble = await record(answer)
     await tap.drop(1012, "test: the gateway restarts")
 
-    seen = await watch(answer, text)
+    seen = await recorded(bubble, text)
     # The partial text was kept (nothing shown went away), and the stream went on after the
     # reconnection, continuing it: every text seen is a prefix of the answer, none shorter than
     # the one before, and some seen while it still streamed are longer than at the drop.
@@ -103,7 +104,7 @@ async def test_a_refresh_mid_answer_replays_it_from_the_start(
     await chat.ready()
 
     answer = chat.answers.first
-    seen = await watch(answer, text)
+    seen = await recorded(await record(answer), text)
     # The pending answer streamed again from its start, not only rendered once complete.
     assert any(o.state == "streaming" and o.text for o in seen), seen
     await expect(answer.locator(".md")).to_have_text(text)
