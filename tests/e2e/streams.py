@@ -94,11 +94,13 @@ async def start_long_answer(chat: ChatPage, words: int, shown: int) -> tuple[str
 
 @dataclass
 class SocketTap:
-    """Every WebSocket of a page goes through here: the frames the page sent, and a way to drop
-    the connection (both sides) as a network would."""
+    """Every WebSocket of a page goes through here: the frames the page sent, and ways to drop
+    the connection (both sides) as a network would, or to silence it (the server's frames stop
+    reaching the page, without a close: a network gone quiet)."""
 
     sent: list[dict[str, Any]] = field(default_factory=list)
     connections: list[tuple[WebSocketRoute, WebSocketRoute]] = field(default_factory=list)
+    muted: set[int] = field(default_factory=set)
 
     async def install(self, page: Page) -> None:
         await page.route_web_socket(re.compile(r"/ws$"), self._route)
@@ -106,13 +108,24 @@ class SocketTap:
     def _route(self, page_side: WebSocketRoute) -> None:
         server_side = page_side.connect_to_server()
 
-        def forward(message: str | bytes) -> None:
+        number = len(self.connections)
+
+        def upstream(message: str | bytes) -> None:
             if isinstance(message, str):
                 self.sent.append(json.loads(message))
             server_side.send(message)
 
-        page_side.on_message(forward)
+        def downstream(message: str | bytes) -> None:
+            if number not in self.muted:
+                page_side.send(message)
+
+        page_side.on_message(upstream)
+        server_side.on_message(downstream)
         self.connections.append((page_side, server_side))
+
+    def mute(self) -> None:
+        """From now on nothing the server sends on the current connection reaches the page."""
+        self.muted.add(len(self.connections) - 1)
 
     def frames(self, kind: str) -> list[dict[str, Any]]:
         return [frame for frame in self.sent if frame.get("type") == kind]

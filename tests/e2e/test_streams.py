@@ -95,6 +95,30 @@ async def test_a_dropped_connection_mid_answer_resumes_with_nothing_doubled_or_m
     assert after["attempt"] == 1
 
 
+async def test_pings_are_sent_and_a_silent_connection_is_replaced(
+    new_page: NewPage, new_user: NewUser
+) -> None:
+    page = await new_page()
+    await page.clock.install()  # the page's timers, run ahead by the test
+    chat, tap = await tapped_chat(page, (await new_user()).email)
+
+    # The server's frames (heartbeats included) stop reaching the page; the socket stays open.
+    tap.mute()
+    await page.clock.run_for(16_000)
+    assert tap.frames("ping"), tap.sent  # every 15 s
+    await page.clock.run_for(17_000)
+    await expect(chat.connection).to_have_attribute("data-state", "open")
+    assert len(tap.frames("join")) == 1
+    # 35 s without a word: the page gives the socket up and reconnects (and re-joins).
+    await page.clock.run_for(3_000)
+    await expect(chat.connection).not_to_have_attribute("data-state", "open")
+    await page.clock.run_for(1_000)  # the first retry's backoff (at most 0.5 s)
+    await chat.ready()
+    await expect(chat.page.locator("#banner")).to_be_hidden()
+    assert len(tap.connections) == 2
+    assert len(tap.frames("join")) == 2, tap.sent
+
+
 async def test_a_refresh_mid_answer_replays_it_from_the_start(
     new_page: NewPage, new_user: NewUser
 ) -> None:
