@@ -3,12 +3,15 @@ after a dropped connection and after a refresh, an answer waiting for the one be
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from playwright.async_api import expect
 
-from tests.e2e.chat_page import ChatPage, assert_accessible
+from tests.e2e.chat_page import ANSWER_TIMEOUT_MS, ChatPage, assert_accessible
 from tests.e2e.conftest import NewPage, NewUser, OpenChat, screenshot
 from tests.e2e.streams import record, recorded, start_long_answer, tapped_chat
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -93,6 +96,31 @@ async def test_a_dropped_connection_mid_answer_resumes_with_nothing_doubled_or_m
     assert after["message_id"] == await answer.get_attribute("data-message-id")
     assert after["seq"] > 0
     assert after["attempt"] == 1
+
+
+async def test_an_answer_whose_worker_died_starts_again_and_says_so(
+    stack: Stack, open_chat: OpenChat, new_user: NewUser
+) -> None:
+    chat = ChatPage(await open_chat(await new_user()))
+    await chat.ready()
+    text, _ = await start_long_answer(chat, 250, 60)
+    answer = chat.answers.first
+    bubble = await record(answer)
+
+    stack.stop("llm-worker", signal.SIGKILL)
+    stack.start("llm-worker")
+    stack.wait_ready(("llm-worker",))
+    # RabbitMQ delivers the request again, to the new worker: attempt 2 starts from scratch.
+    note = answer.locator(".answer-note")
+    await expect(note).to_contain_text("interrupted", timeout=ANSWER_TIMEOUT_MS)
+    await expect(chat.status).to_contain_text("interrupted")
+    await screenshot(chat.page, "retrying")
+    seen = await recorded(bubble, text)
+    # What attempt 1 showed went, and the new attempt streamed from the start.
+    restart = next(i for i, o in enumerate(seen) if i > 0 and o.text == "")
+    assert any(o.state == "streaming" and o.text for o in seen[restart:]), seen[restart:]
+    await expect(answer.locator(".md")).to_have_text(text)
+    await expect(note).to_have_count(0)
 
 
 async def test_pings_are_sent_and_a_silent_connection_is_replaced(
