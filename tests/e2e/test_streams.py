@@ -123,6 +123,33 @@ async def test_an_answer_whose_worker_died_starts_again_and_says_so(
     await expect(note).to_have_count(0)
 
 
+async def test_a_part_nobody_can_replay_is_said_and_the_whole_answer_comes_at_the_end(
+    stack: Stack, new_page: NewPage, new_user: NewUser
+) -> None:
+    chat, tap = await tapped_chat(await new_page(), (await new_user()).email)
+    text, _ = await start_long_answer(chat, 250, 60)
+    answer = chat.answers.first
+    # The worker holding the answer (the only source of a replay) dies, then the connection
+    # drops: the re-join's replay finds nobody, so the page is told its part cannot continue.
+    stack.stop("llm-worker", signal.SIGKILL)
+    await tap.drop(1012, "test: the gateway restarts")
+    note = answer.locator(".answer-note")
+    await expect(note).to_have_text(
+        "Reconnected — part of this answer could not be replayed; the full answer appears when"
+        " it finishes.",
+        timeout=ANSWER_TIMEOUT_MS,
+    )
+    await expect(answer.locator(".md")).to_have_text("")
+    await expect(chat.status).to_contain_text("could not be replayed")
+    await screenshot(chat.page, "resync")
+
+    stack.start("llm-worker")
+    stack.wait_ready(("llm-worker",))
+    await expect(answer).to_have_attribute("data-state", "done", timeout=ANSWER_TIMEOUT_MS * 2)
+    await expect(answer.locator(".md")).to_have_text(text)
+    await expect(note).to_have_count(0)
+
+
 async def test_pings_are_sent_and_a_silent_connection_is_replaced(
     new_page: NewPage, new_user: NewUser
 ) -> None:
