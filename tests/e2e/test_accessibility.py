@@ -58,6 +58,7 @@ async def test_conversation_states(open_chat: OpenChat, new_user: NewUser, theme
     await chat.send("Summarise what this platform does")
     streaming = chat.answers.nth(1)
     await expect(streaming).to_have_attribute("data-state", "streaming", timeout=10_000)
+    await expect(chat.stop_button).to_be_visible()
     await assert_accessible(chat.page, f"streaming, {theme}")
     await screenshot(chat.page, f"streaming-{theme}")
 

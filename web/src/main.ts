@@ -12,9 +12,6 @@ import type { ConnectionState } from "./socket";
 import { storeSessionId } from "./state";
 import { installTheme } from "./theme";
 
-// The protocol has no stop frame yet (issue 8): until it does, the Stop control stays hidden.
-const STOP_SUPPORTED = false;
-
 const input = byId("message", HTMLTextAreaElement);
 const connection = byId("connection", HTMLElement);
 const banner = byId("banner", HTMLElement);
@@ -68,7 +65,13 @@ const chat = new ChatController(
     connection: showConnection,
     user: showUser,
     busy: (streaming) => {
-      stop.hidden = !(STOP_SUPPORTED && streaming);
+      stop.hidden = !streaming;
+    },
+    restoreDraft: (text) => {
+      const current = input.value.trim();
+      input.value = current === "" ? text : `${text}\n\n${current}`;
+      input.dispatchEvent(new Event("input")); // the box grows to fit
+      input.focus();
     },
   },
   socketUrl,
@@ -87,6 +90,19 @@ for (const button of document.querySelectorAll<HTMLButtonElement>("[data-suggest
     input.focus();
   });
 }
+// Stop: the button, or Escape in the message box while an answer is in progress. The focus
+// goes (back) to the message box, which stays usable.
+function stopAnswer(): void {
+  chat.stop();
+  input.focus();
+}
+stop.addEventListener("click", stopAnswer);
+input.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && !stop.hidden && !event.isComposing) {
+    event.preventDefault();
+    stopAnswer();
+  }
+});
 byId("reconnect-now", HTMLButtonElement).addEventListener("click", () => chat.reconnectNow());
 byId("new-chat", HTMLButtonElement).addEventListener("click", () => {
   chat.newSession();

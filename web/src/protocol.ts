@@ -41,9 +41,17 @@ export interface Usage {
 
 // -- client → server ---------------------------------------------------------------------------
 
+/** The last event a client has of an answer: `seq` of `attempt` (0: none of it). */
+export interface ResumePoint {
+  message_id: string;
+  seq: number;
+  attempt: number;
+}
+
 export type ClientFrame =
-  | { type: "join"; session_id?: string }
+  | { type: "join"; session_id?: string; after?: ResumePoint }
   | { type: "send"; text: string; client_message_id: string }
+  | { type: "stop"; message_id: string }
   | { type: "ping" };
 
 // -- server → client ---------------------------------------------------------------------------
@@ -70,6 +78,7 @@ export interface TokenFrame {
   type: "token";
   message_id: string;
   seq: number;
+  attempt?: number; // 1 when absent
   text: string;
 }
 
@@ -77,6 +86,7 @@ export interface ToolCallFrame {
   type: "tool_call";
   message_id: string;
   seq: number;
+  attempt?: number; // 1 when absent
   call_id: string;
   tool: string;
   input: JsonObject;
@@ -86,6 +96,7 @@ export interface ToolResultFrame {
   type: "tool_result";
   message_id: string;
   seq: number;
+  attempt?: number; // 1 when absent
   call_id: string;
   output: JsonObject;
   is_error: boolean;
@@ -95,7 +106,11 @@ export interface CompleteFrame {
   type: "complete";
   message_id: string;
   seq: number;
+  attempt?: number; // 1 when absent
+  /** The whole answer: always rendered from here. */
   text: string;
+  /** `stopped`: the user stopped it; `text` is what was generated until then. */
+  status?: "complete" | "stopped";
   model: string | null;
   provider: string | null;
   tool: string | null;
@@ -108,6 +123,7 @@ export interface ErrorFrame {
   message: string;
   message_id?: string | null;
   seq?: number | null;
+  attempt?: number | null;
   client_message_id?: string | null;
   retryable: boolean;
   retry_after?: number | null; // seconds, with `rate_limited`
@@ -123,6 +139,37 @@ export interface PongFrame {
   type: "pong";
 }
 
+/** Sent by the server every `HEARTBEAT_SECONDS` (15 s). */
+export interface HeartbeatFrame {
+  type: "heartbeat";
+  at: number;
+}
+
+/** The answer starts again as `attempt` (its worker was lost): discard what was shown of it. */
+export interface RetryingFrame {
+  type: "retrying";
+  message_id: string;
+  attempt: number;
+  message: string;
+}
+
+/** The answer waits for the one in progress (`BUSY_POLICY=queue`). */
+export interface QueuedFrame {
+  type: "queued";
+  message_id: string;
+  behind_message_id?: string | null;
+}
+
+/** What the client has of `message_id` cannot be continued without a gap. With `message` the
+ * answer has ended (render it from that); without, discard the partial text and wait for
+ * `complete`. */
+export interface ResyncFrame {
+  type: "resync";
+  message_id: string;
+  reason: string;
+  message?: HistoryMessage | null;
+}
+
 export type ServerFrame =
   | JoinedFrame
   | AcceptedFrame
@@ -132,7 +179,11 @@ export type ServerFrame =
   | CompleteFrame
   | ErrorFrame
   | SessionEndedFrame
-  | PongFrame;
+  | PongFrame
+  | HeartbeatFrame
+  | RetryingFrame
+  | QueuedFrame
+  | ResyncFrame;
 
 const SERVER_TYPES = new Set<string>([
   "joined",
@@ -144,6 +195,10 @@ const SERVER_TYPES = new Set<string>([
   "error",
   "session_ended",
   "pong",
+  "heartbeat",
+  "retrying",
+  "queued",
+  "resync",
 ]);
 
 /** A server frame from a text frame, or null for anything this client does not understand. */
@@ -172,6 +227,8 @@ export const ErrorCode = {
   rateLimited: "rate_limited",
   toolError: "tool_error",
   internal: "internal",
+  busy: "busy",
+  failed: "failed",
 } as const;
 
 /** WebSocket close codes the gateway uses. */
@@ -181,5 +238,6 @@ export const CloseCode = {
   restarting: 1012,
   tryAgainLater: 1013,
   signedOut: 4401,
+  clientSilent: 4408,
   tooManySockets: 4429,
 } as const;

@@ -24,8 +24,10 @@ export interface SocketOptions {
   signedIn: () => Promise<boolean>;
   baseDelayMs?: number;
   maxDelayMs?: number;
+  /** How often the page sends `ping` (the server closes a socket silent for 45 s with 4408). */
   pingIntervalMs?: number;
-  pongTimeoutMs?: number;
+  /** Reconnect when nothing at all (frame, heartbeat, pong) was heard for this long. */
+  silenceMs?: number;
 }
 
 /** Full-jitter exponential backoff: a random delay up to base·2^attempt, capped. */
@@ -34,19 +36,23 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number): nu
   return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
 }
 
-const CLIENT_TIMEOUT = 4000; // our own close code: no pong in time
+const CLIENT_TIMEOUT = 4000; // our own close code: the server went silent
+/** After 1012 (the server restarting) the page reconnects at once, spread over this much so a
+ * restarting replica's sockets do not all arrive in the same millisecond. */
+const RESTART_SPREAD_MS = 300;
 
 export class ChatSocket {
   private ws: WebSocket | null = null;
   private attempt = 0;
   private retryTimer: number | undefined;
   private pingTimer: number | undefined;
-  private pongTimer: number | undefined;
+  private silenceTimer: number | undefined;
+  private lastHeard = 0;
   private stopped = false;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly pingIntervalMs: number;
-  private readonly pongTimeoutMs: number;
+  private readonly silenceMs: number;
 
   constructor(
     private readonly options: SocketOptions,
@@ -54,8 +60,8 @@ export class ChatSocket {
   ) {
     this.baseDelayMs = options.baseDelayMs ?? 500;
     this.maxDelayMs = options.maxDelayMs ?? 15_000;
-    this.pingIntervalMs = options.pingIntervalMs ?? 25_000;
-    this.pongTimeoutMs = options.pongTimeoutMs ?? 10_000;
+    this.pingIntervalMs = options.pingIntervalMs ?? 15_000;
+    this.silenceMs = options.silenceMs ?? 35_000;
     window.addEventListener("online", () => this.reconnectNow());
   }
 
@@ -104,10 +110,9 @@ export class ChatSocket {
     });
     ws.addEventListener("message", (event: MessageEvent<unknown>) => {
       if (typeof event.data !== "string") return;
+      this.lastHeard = Date.now();
       const frame = parseServerFrame(event.data);
-      if (frame === null) return;
-      if (frame.type === "pong") window.clearTimeout(this.pongTimer);
-      this.handlers.frame(frame);
+      if (frame !== null) this.handlers.frame(frame);
     });
     ws.addEventListener("close", (event: CloseEvent) => {
       if (this.ws !== ws) return;
@@ -125,7 +130,11 @@ export class ChatSocket {
       return;
     }
     this.handlers.closed(closeReason(code));
-    const delay = backoffDelay(this.attempt, this.baseDelayMs, this.maxDelayMs);
+    // A restarting server (1012) has a replacement ready: the first retry goes at once.
+    const delay =
+      code === CloseCode.restarting && this.attempt === 0
+        ? Math.round(Math.random() * RESTART_SPREAD_MS)
+        : backoffDelay(this.attempt, this.baseDelayMs, this.maxDelayMs);
     this.attempt += 1;
     this.handlers.state({
       kind: "reconnecting",
@@ -144,21 +153,31 @@ export class ChatSocket {
     }
   }
 
+  /** `ping` every `pingIntervalMs`; the server sends `heartbeat` as often, so a socket that
+   * hears nothing for `silenceMs` is dead (a network gone without a close) and is replaced. */
   private startKeepAlive(): void {
     this.stopKeepAlive();
-    this.pingTimer = window.setInterval(() => {
-      if (!this.send({ type: "ping" })) return;
-      window.clearTimeout(this.pongTimer);
-      this.pongTimer = window.setTimeout(
-        () => this.ws?.close(CLIENT_TIMEOUT, "no pong"),
-        this.pongTimeoutMs,
-      );
-    }, this.pingIntervalMs);
+    this.lastHeard = Date.now();
+    this.pingTimer = window.setInterval(() => this.send({ type: "ping" }), this.pingIntervalMs);
+    this.silenceTimer = window.setInterval(() => {
+      if (Date.now() - this.lastHeard > this.silenceMs) this.abandon();
+    }, 1000);
+  }
+
+  /** Give up on a silent socket now: its closing handshake may never finish (the network is
+   * gone), so the page reconnects without waiting for its `close` event. */
+  private abandon(): void {
+    const ws = this.ws;
+    if (ws === null) return;
+    this.ws = null;
+    this.stopKeepAlive();
+    ws.close(CLIENT_TIMEOUT, "silent");
+    void this.afterClose(CLIENT_TIMEOUT, true);
   }
 
   private stopKeepAlive(): void {
     window.clearInterval(this.pingTimer);
-    window.clearTimeout(this.pongTimer);
+    window.clearInterval(this.silenceTimer);
   }
 }
 
@@ -172,6 +191,8 @@ function closeReason(code: number): string {
       return "The connection was too slow to keep up.";
     case CloseCode.tooManySockets:
       return "Too many chat tabs are open: close one.";
+    case CloseCode.clientSilent:
+      return "The connection was idle for too long.";
     case CLIENT_TIMEOUT:
       return "The chat server stopped answering.";
     default:

@@ -131,6 +131,8 @@ const ERROR_TITLES: Record<string, string> = {
   unavailable: "The chat service is not answering",
   rate_limited: "Too many messages",
   internal: "Something went wrong on our side",
+  busy: "An answer is still being written",
+  failed: "This message could not be answered",
 };
 
 export function errorTitle(code: string): string {
@@ -145,6 +147,8 @@ export class AssistantBubble {
   private readonly footer: HTMLElement;
   private readonly actions: HTMLElement;
   private typing: HTMLElement | null = null;
+  /** A line about the answer's progress ("Waiting for the previous answer…"), and until when. */
+  private note: { element: HTMLElement; until: "content" | "complete" } | null = null;
   private readonly cards = new Map<string, ToolCard>();
   /** "Why was this slow?": shown once the answer has finished. */
   private timeline: TimelineDisclosure | null = null;
@@ -175,7 +179,7 @@ export class AssistantBubble {
     return this.element.dataset["state"] ?? "";
   }
 
-  private setState(state: "waiting" | "streaming" | "done" | "error"): void {
+  private setState(state: "waiting" | "streaming" | "done" | "stopped" | "error"): void {
     this.element.dataset["state"] = state;
   }
 
@@ -193,7 +197,34 @@ export class AssistantBubble {
     this.typing = null;
   }
 
+  /** Show `text` in the bubble until its first content (`content`) or until it ends. */
+  setNote(text: string, until: "content" | "complete"): void {
+    this.clearNote();
+    const element = el("p", "answer-note text-sm italic", text);
+    this.bubble.insertBefore(element, this.tools);
+    this.note = { element, until };
+  }
+
+  private clearNote(when: "content" | "complete" = "complete"): void {
+    if (this.note === null || (when === "content" && this.note.until !== "content")) return;
+    this.note.element.remove();
+    this.note = null;
+  }
+
+  get noteText(): string | null {
+    return this.note?.element.textContent ?? null;
+  }
+
+  /** Discard what was shown (a new attempt, or a part that cannot be replayed) and wait. */
+  discard(): void {
+    this.markdown.set("");
+    this.cards.clear();
+    this.tools.replaceChildren();
+    this.awaitCompletion();
+  }
+
   appendText(delta: string): void {
+    this.clearNote("content");
     this.hideTyping();
     this.setState("streaming");
     this.markdown.append(delta);
@@ -206,6 +237,7 @@ export class AssistantBubble {
   }
 
   toolCall(callId: string, tool: string, input: JsonObject): ToolCard {
+    this.clearNote("content");
     const card = new ToolCard(callId, tool, input);
     this.cards.set(callId, card);
     this.tools.append(card.element);
@@ -218,13 +250,18 @@ export class AssistantBubble {
 
   /** `finishedAt`: when it finished in this page (now), or null for an answer from history. */
   complete(
-    frame: Pick<CompleteFrame, "text" | "model" | "provider" | "tool">,
+    frame: Pick<CompleteFrame, "text" | "model" | "provider" | "tool" | "status">,
     finishedAt: number | null = Date.now(),
   ): void {
     this.hideTyping();
+    this.clearNote();
     this.markdown.set(frame.text);
-    this.setState("done");
-    this.showFooter(describeAnswerer(frame.provider, frame.model, frame.tool), finishedAt);
+    const stopped = frame.status === "stopped";
+    if (stopped && frame.text.trim() === "") {
+      this.setNote("Stopped before the assistant wrote anything.", "complete");
+    }
+    this.setState(stopped ? "stopped" : "done");
+    this.showFooter(describeAnswerer(frame.provider, frame.model, frame.tool), finishedAt, stopped);
   }
 
   fail(
@@ -233,6 +270,7 @@ export class AssistantBubble {
     finishedAt: number | null = Date.now(),
   ): void {
     this.hideTyping();
+    this.clearNote();
     if (partialText !== null) this.markdown.set(partialText);
     this.setState("error");
     this.element.dataset["errorCode"] = error.code;
@@ -260,8 +298,13 @@ export class AssistantBubble {
     this.showFooter(null, finishedAt);
   }
 
-  private showFooter(answerer: Answerer | null, finishedAt: number | null): void {
+  private showFooter(answerer: Answerer | null, finishedAt: number | null, stopped = false): void {
     this.footer.replaceChildren();
+    if (stopped) {
+      const mark = el("span", "stopped-mark badge badge-sm badge-outline", "Stopped");
+      mark.title = "You stopped this answer: it shows what was written until then.";
+      this.footer.append(mark);
+    }
     if (answerer !== null) {
       const label = el("span", "answerer", answerer.text);
       label.title = answerer.title;
@@ -307,7 +350,7 @@ export class AssistantBubble {
         null,
       );
     } else {
-      this.complete(message, null);
+      this.complete({ ...message, status: message.status === "stopped" ? "stopped" : "complete" }, null);
     }
   }
 
@@ -351,6 +394,11 @@ export class LogView {
     this.pinned = true;
     this.list.append(item.element);
     return item;
+  }
+
+  /** The element of an assistant's answer shown in the log, if it is. */
+  find(messageId: string): HTMLElement | null {
+    return this.list.querySelector<HTMLElement>(`[data-message-id="${CSS.escape(messageId)}"]`);
   }
 
   notice(text: string, kind: "info" | "ended" = "info"): HTMLElement {
