@@ -175,12 +175,17 @@ async def test_a_worker_stopped_past_its_grace_hands_the_request_back(
         m=UUID(reply_id),
     )
     assert rows == [{"content": complete["text"], "status": "complete"}]
-    calls = await fetch(
+    # Both calls are on record: the first attempt's usage as interrupted (the stopping worker
+    # reports it as it gives the request back), the second's as ok.
+    calls = await wait_for_rows(
         database_url,
-        "SELECT status FROM chat.llm_calls WHERE correlation_id = :c",
+        "SELECT attempt, status, output_tokens FROM chat.llm_calls WHERE correlation_id = :c "
+        "ORDER BY attempt",
+        count=2,
         c=UUID(accepted["correlation_id"]),
     )
-    assert [c["status"] for c in calls] == ["ok"]
+    assert [(c["attempt"], c["status"]) for c in calls] == [(1, "interrupted"), (2, "ok")]
+    assert calls[0]["output_tokens"] > 0
     await client.close()
 
 

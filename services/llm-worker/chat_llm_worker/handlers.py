@@ -442,11 +442,12 @@ def register(
                 log.warning("broker lost mid-answer: the request will be delivered again")
                 in_background(report_interrupted(gen, interrupted))
                 raise AttemptAbandoned from None
-            # Stopping past the grace: one quick try, the process is about to end.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    publish_event(broker, topology, progress(gen, interrupted)), 1.0
-                )
+            # Stopping past the grace: one quick try on the link (FastStream's connection is
+            # closing already), the process is about to end.
+            try:
+                await asyncio.wait_for(link.publish_progress(progress(gen, interrupted)), 1.0)
+            except Exception:
+                log.warning("could not report an interrupted call's usage", exc_info=True)
             raise
         finally:
             gen.cancel = None
