@@ -23,7 +23,7 @@ from chat_shared.contracts import UserRef
 from chat_shared.topology import Topology
 from tests.conftest import StackFactory
 from tests.support.client import ChatClient
-from tests.support.db import fetch, wait_for_rows
+from tests.support.db import wait_for_rows
 from tests.support.seed import create_user, token_for
 from tests.support.stack import Stack
 

@@ -73,6 +73,8 @@ FAILED_MESSAGE = (
 )
 # How often a queued answer asks for the session's turn again.
 CLAIM_INTERVAL_SECONDS = 0.25
+# BUSY_POLICY=reject: how long a message is still busy before it is refused.
+REJECT_AFTER_SECONDS = 1.0
 # An interrupted call's usage is published once the broker is back: tried this often, this far
 # apart, then given up (history marks the call from its last progress report).
 INTERRUPTED_REPORT_TRIES = 30
@@ -256,6 +258,7 @@ def register(
         request = gen.request
         interrupt = settings.busy_policy == "interrupt"
         queued = False
+        reject_after = asyncio.get_running_loop().time() + REJECT_AFTER_SECONDS
         while True:
             reply = await history.claim_turn(
                 request, interrupt=interrupt, stale_after_seconds=settings.turn_stale_seconds
@@ -274,6 +277,11 @@ def register(
                     )
                 return True
             if settings.busy_policy == "reject":
+                # The answer before may have just ended, its final event not yet persisted by
+                # history (which frees the turn then): ask again for a moment before refusing.
+                if asyncio.get_running_loop().time() < reject_after:
+                    await asyncio.sleep(CLAIM_INTERVAL_SECONDS)
+                    continue
                 await fail(gen, ErrorCode.BUSY, BUSY_MESSAGE, retryable=True)
                 return False
             if not queued:
