@@ -181,7 +181,8 @@ def register(
         try:
             await answer(gen)
         except Exception:
-            if last and not gen.lost:
+            # Lost broker link or not, the request is dead-lettered after this delivery.
+            if last:
                 await give_up(gen)
             else:
                 generations.drop(gen)
