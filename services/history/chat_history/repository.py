@@ -262,10 +262,15 @@ async def context_turns(
     exclude_message_id: UUID,
     limit: int,
 ) -> list[ContextTurn]:
+    # A stopped answer is context too: the user saw it (and may ask to go on); not an empty one.
+    seen = or_(
+        messages.c.status == "complete",
+        and_(messages.c.status == "stopped", messages.c.content != ""),
+    )
     query = _ordered(session_id).where(
         messages.c.org_id == org_id,
         messages.c.user_id == user_id,
-        messages.c.status == "complete",
+        seen,
         messages.c.id != exclude_message_id,
     )
     rows = (await conn.execute(query)).all()[-limit:] if limit > 0 else []
@@ -324,8 +329,16 @@ async def _upsert_assistant(conn: AsyncConnection, event: RoutedEvent, **values:
 
 # What an answer's final event decides outright, and what it only fills in if it has it
 # (the routing may have said already).
-_FINAL_COLUMNS = ("status", "content", "attempt", "usage", "error_code", "error_message")
-_DESCRIPTIVE_COLUMNS = ("model", "provider", "tool", "completed_at")
+_FINAL_COLUMNS = (
+    "status",
+    "content",
+    "attempt",
+    "usage",
+    "error_code",
+    "error_message",
+    "completed_at",
+)
+_DESCRIPTIVE_COLUMNS = ("model", "provider", "tool")
 
 
 async def _save_final(
