@@ -171,10 +171,11 @@ async def test_a_worker_stopped_past_its_grace_hands_the_request_back(
     await assert_nothing_left(stack, amqp_url)
     rows = await wait_for_rows(
         database_url,
-        "SELECT content, status FROM chat.messages WHERE id = :m AND status = 'complete'",
+        "SELECT content, status, attempt FROM chat.messages WHERE id = :m AND status = 'complete'",
         m=UUID(reply_id),
     )
-    assert rows == [{"content": complete["text"], "status": "complete"}]
+    # The answer on record is the second attempt's.
+    assert rows == [{"content": complete["text"], "status": "complete", "attempt": 2}]
     # Both calls are on record: the first attempt's usage as interrupted (the stopping worker
     # reports it as it gives the request back), the second's as ok.
     calls = await wait_for_rows(
