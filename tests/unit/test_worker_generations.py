@@ -142,7 +142,9 @@ def test_a_stop_that_overtakes_its_request_is_remembered_for_the_grace() -> None
     assert not generations.stop(stop(late))
     # A stop naming a message with somebody else's identity does not stop it.
     assert not generations.stop(stop(foreign, user_id=uuid4()))
+    assert generations.stop_waiting(early.message_id)
     assert generations.begin(early, attempt=1).stopped
+    assert not generations.stop_waiting(early.message_id)  # taken: used up
     assert not generations.begin(foreign, attempt=1).stopped
     clock.now += 61
     assert not generations.begin(late, attempt=1).stopped
