@@ -136,7 +136,7 @@ class Harness:
             routing_key="",
         )
 
-    async def replay(self, asked: ReplayRequest, timeout: float = 1.0) -> ReplayReply | None:
+    async def replay(self, asked: ReplayRequest, timeout: float = 3.0) -> ReplayReply | None:
         """What a gateway gets back: the holder's reply, or None when nobody answers."""
         queue = await self.channel.declare_queue(exclusive=True, auto_delete=True)
         replies: asyncio.Queue[bytes] = asyncio.Queue()
@@ -344,7 +344,9 @@ async def test_a_stop_that_overtakes_its_request_ends_it_when_taken(
     worker = await start_worker(**SLOW)
     request = llm_request("stopped before it started")
     await worker.control(stop_for(request))
-    await asyncio.sleep(0.2)  # the stop reaches the worker first
+    async with asyncio.timeout(5):  # the stop reaches the worker first
+        while not worker.generations.stop_waiting(request.message_id):
+            await asyncio.sleep(0.01)
     await worker.publish_request(request)
     events = await worker.until_final(request.message_id)
     assert [type(e) for e in events] == [CompleteEvent]

@@ -73,6 +73,8 @@ FAILED_MESSAGE = (
 )
 # How often a queued answer asks for the session's turn again.
 CLAIM_INTERVAL_SECONDS = 0.25
+# BUSY_POLICY=reject: how long a message is still busy before it is refused.
+REJECT_AFTER_SECONDS = 1.0
 # An interrupted call's usage is published once the broker is back: tried this often, this far
 # apart, then given up (history marks the call from its last progress report).
 INTERRUPTED_REPORT_TRIES = 30
@@ -179,7 +181,8 @@ def register(
         try:
             await answer(gen)
         except Exception:
-            if last and not gen.lost:
+            # Lost broker link or not, the request is dead-lettered after this delivery.
+            if last:
                 await give_up(gen)
             else:
                 generations.drop(gen)
@@ -256,6 +259,7 @@ def register(
         request = gen.request
         interrupt = settings.busy_policy == "interrupt"
         queued = False
+        reject_after = asyncio.get_running_loop().time() + REJECT_AFTER_SECONDS
         while True:
             reply = await history.claim_turn(
                 request, interrupt=interrupt, stale_after_seconds=settings.turn_stale_seconds
@@ -274,6 +278,11 @@ def register(
                     )
                 return True
             if settings.busy_policy == "reject":
+                # The answer before may have just ended, its final event not yet persisted by
+                # history (which frees the turn then): ask again for a moment before refusing.
+                if asyncio.get_running_loop().time() < reject_after:
+                    await asyncio.sleep(CLAIM_INTERVAL_SECONDS)
+                    continue
                 await fail(gen, ErrorCode.BUSY, BUSY_MESSAGE, retryable=True)
                 return False
             if not queued:
@@ -442,11 +451,12 @@ def register(
                 log.warning("broker lost mid-answer: the request will be delivered again")
                 in_background(report_interrupted(gen, interrupted))
                 raise AttemptAbandoned from None
-            # Stopping past the grace: one quick try, the process is about to end.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    publish_event(broker, topology, progress(gen, interrupted)), 1.0
-                )
+            # Stopping past the grace: one quick try on the link (FastStream's connection is
+            # closing already), the process is about to end.
+            try:
+                await asyncio.wait_for(link.publish_progress(progress(gen, interrupted)), 1.0)
+            except Exception:
+                log.warning("could not report an interrupted call's usage", exc_info=True)
             raise
         finally:
             gen.cancel = None

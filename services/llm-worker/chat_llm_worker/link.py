@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from chat_llm_worker.settings import LlmWorkerSettings
 from chat_shared.contracts import (
     AnyWorkerControl,
+    ProgressEvent,
     ReplayReply,
     StopRequest,
     TokenEvent,
@@ -187,6 +188,20 @@ class WorkerLink:
             ),
             routing_key=session_key(event.session_id, event.type),
             mandatory=False,
+        )
+
+    async def publish_progress(self, event: ProgressEvent) -> None:
+        """Publish a call's progress (persistent: history's queue keeps it) and wait for the
+        confirm. For a stopping worker: the link closes only after FastStream's broker."""
+        assert self._events is not None, "the link is not started"
+        await self._events.publish(
+            aio_pika.Message(
+                event.model_dump_json().encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                correlation_id=str(event.correlation_id),
+            ),
+            routing_key=session_key(event.session_id, event.type),
         )
 
     async def stop(self) -> None:
