@@ -34,7 +34,7 @@ def stack(stack_factory: StackFactory, fake: FakeAnthropic) -> Stack:
         ANTHROPIC_API_KEY="test-key-not-a-real-one",
         ANTHROPIC_BASE_URL=fake.url,
         ANTHROPIC_MAX_RETRIES="0",
-        ANTHROPIC_MODEL="claude-sonnet-4-5",
+        ANTHROPIC_MODEL="claude-sonnet-4-6",
     )
 
 
@@ -60,10 +60,10 @@ async def test_answer_streams_through_the_sdk_and_usage_is_recorded(
     assert sum(t["deltas"] for t in tokens) == len(_deltas(REPLY))
     assert complete["text"] == REPLY == "".join(t["text"] for t in tokens)
     assert complete["provider"] == "anthropic"
-    assert complete["model"] == "test-double-of-claude-sonnet-4-5"
+    assert complete["model"] == "test-double-of-claude-sonnet-4-6"
     assert complete["usage"]["input_tokens"] == INPUT_TOKENS
     request = fake.requests[-1]
-    assert request["model"] == "claude-sonnet-4-5" and request["stream"] is True
+    assert request["model"] == "claude-sonnet-4-6" and request["stream"] is True
     assert request["messages"][-1] == {"role": "user", "content": "summarise what Finnest does"}
 
     rows = await wait_for_rows(
@@ -73,7 +73,7 @@ async def test_answer_streams_through_the_sdk_and_usage_is_recorded(
     )
     assert rows[0]["input_tokens"] == INPUT_TOKENS
     assert rows[0]["output_tokens"] == len(REPLY) // 4 + (len(REPLY) % 4 > 0)
-    # claude-sonnet-4-5 at $3 / $15 per million tokens.
+    # claude-sonnet-4-6 at $3 / $15 per million tokens.
     expected = (INPUT_TOKENS * 3 + rows[0]["output_tokens"] * 15) / 1_000_000
     assert float(rows[0]["cost_usd"]) == pytest.approx(expected, abs=1e-6)
 

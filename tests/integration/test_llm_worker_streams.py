@@ -676,7 +676,7 @@ async def test_history_down_the_answer_goes_on_and_the_breaker_stops_asking(
 async def test_history_down_each_org_answers_within_its_outage_allowance(
     start_worker: WorkerFactory,
 ) -> None:
-    # One claude-sonnet-4-5 answer of 1024 tokens holds ~$0.0155: the allowance covers two.
+    # One claude-sonnet-4-6 answer of 1024 tokens holds ~$0.0155: the allowance covers two.
     worker = await start_worker(
         FakeHistory(silent=True),
         history_rpc_timeout_seconds=0.2,
@@ -734,8 +734,6 @@ async def test_a_stop_closes_the_model_stream_within_half_a_second(
         anthropic_api_key="test-key-not-a-real-one",
         anthropic_base_url=fake.url,
         anthropic_max_retries=0,
-        # Not the default claude-sonnet-4-5: the SDK warns that it is deprecated (an error here).
-        anthropic_model="claude-haiku-4-5",
     )
     request = await worker.request("a long one please [slow]")
     tokens = await worker.tokens(request.message_id, 5)

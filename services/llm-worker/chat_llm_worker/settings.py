@@ -28,7 +28,8 @@ def _default_prices() -> dict[str, Price]:
         return Price(input_per_mtok=Decimal(input_usd), output_per_mtok=Decimal(output_usd))
 
     return {
-        "claude-sonnet-4-5": price(3, 15),
+        "claude-sonnet-4-6": price(3, 15),
+        "claude-sonnet-4-5": price(3, 15),  # end of life 30 Nov 2026 (the SDK warns)
         "claude-opus-4-1": price(15, 75),
         "claude-haiku-4-5": price(1, 5),
         "scripted-offline-v1": price(0, 0),
@@ -41,7 +42,7 @@ class LlmWorkerSettings(ServiceSettings):
     llm_provider: Literal["anthropic", "scripted"] | None = None
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-4-6"
     anthropic_max_retries: int = 2
     anthropic_timeout_seconds: float = 120.0
     llm_max_tokens: int = Field(default=1024, ge=1)
