@@ -1,0 +1,175 @@
+"""The fault-injection suite's fixtures: a stack with two gateway replicas and two LLM workers,
+users, and the per-fault table printed at the end of the run (docs/faults.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from chat_shared.contracts import UserRef
+from tests.support.chaos import ChaosNode, chaos_node, rabbitmq_tools_missing
+from tests.support.faultload import FaultReport, format_table
+from tests.support.infra import Databases, delete_topology, unique_prefix
+from tests.support.seed import TEST_JWT_SECRET, create_user, token_for
+from tests.support.stack import Stack
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FULL = os.environ.get("CHAOS_FULL") == "1"
+REPORTS: list[FaultReport] = []
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """How hard the faults hit: CI runs the small one, `make chaos` (CHAOS_FULL=1) the full."""
+
+    sessions: int
+    history_outage_s: float
+    broker_outage_s: float = 5.0
+    answer_chars: int = 600  # 172 deltas: ~4.3 s at the rate below
+    rate: int = 40  # deltas per second of the scripted model
+
+
+INTENSITY = (
+    Intensity(sessions=30, history_outage_s=30)
+    if FULL
+    else Intensity(sessions=10, history_outage_s=8)
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason="the full fault run: `make chaos` (CHAOS_FULL=1)")
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.chaos)
+            if item.get_closest_marker("chaos_full") and not FULL:
+                item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not REPORTS:
+        return
+    terminalreporter.section("faults: tokens generated vs delivered (deltas)")
+    for line in format_table(REPORTS).splitlines():
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def record() -> Callable[[FaultReport], None]:
+    """Keep a fault's figures for the table (and print its line now, for `-s`)."""
+
+    def keep(report: FaultReport) -> None:
+        REPORTS.append(report)
+        print("\n" + format_table([report]))
+
+    return keep
+
+
+@dataclass
+class FaultStack:
+    stack: Stack
+    prefix: str
+    amqp_url: str
+    gateways: list[str] = field(default_factory=list)
+    workers: list[str] = field(default_factory=list)
+    paused: set[str] = field(default_factory=set)
+
+    @property
+    def ws_urls(self) -> list[str]:
+        return [f"ws://127.0.0.1:{self.stack.ports[g]}/ws" for g in self.gateways]
+
+
+FaultStackFactory = Callable[..., FaultStack]
+
+
+@pytest.fixture
+def fault_stack(
+    amqp_url: str, databases: Databases, request: pytest.FixtureRequest
+) -> Iterator[FaultStackFactory]:
+    """Start the services as processes: `gateways` gateway replicas (gateway-a, gateway-b, ...)
+    and `workers` LLM workers, with the suite's settings plus `overrides`."""
+    started: list[FaultStack] = []
+
+    def start(
+        *, gateways: int = 2, workers: int = 2, broker_url: str | None = None, **overrides: str
+    ) -> FaultStack:
+        prefix = unique_prefix()
+        log_dir = ARTIFACTS / "logs" / f"faults-{request.node.name[:60]}-{prefix}"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        url = broker_url or amqp_url
+        env = {
+            "APP_ENV": "test",
+            "AMQP_URL": url,
+            "DATABASE_URL": databases.app_url,
+            "BROKER_PREFIX": prefix,
+            "JWT_SECRET": TEST_JWT_SECRET,
+            "LLM_PROVIDER": "scripted",
+            "SCRIPTED_TTFT_MS": "100",
+            "SCRIPTED_TOKENS_PER_SECOND": str(INTENSITY.rate),
+            "LOG_LEVEL": "INFO",
+            # Every session is a user of its own; a fault test sends more than a person would.
+            "MESSAGES_PER_MINUTE": "600",
+            "HISTORY_RPC_TIMEOUT_SECONDS": "2",
+            **overrides,
+        }
+        stack = Stack(env=env, log_dir=log_dir, services=())
+        fault = FaultStack(stack=stack, prefix=prefix, amqp_url=url)
+        started.append(fault)
+        for name in ("history", "orchestrator", "tools"):
+            stack.start(name)
+        for i in range(gateways):
+            fault.gateways.append(f"gateway-{'abcdef'[i]}")
+            stack.start(fault.gateways[-1], service="gateway")
+        for i in range(workers):
+            fault.workers.append(f"llm-worker-{'abcdef'[i]}")
+            stack.start(fault.workers[-1], service="llm-worker")
+        stack.services = tuple(stack.processes)
+        stack.wait_ready(timeout=90)
+        return fault
+
+    yield start
+    for fault in started:
+        for name, process in fault.stack.processes.items():
+            if process.poll() is None:
+                # A paused process would not act on SIGTERM.
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGCONT)
+            del name
+        fault.stack.stop_all()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_topology(fault.amqp_url, fault.prefix))
+
+
+@pytest.fixture(scope="module")
+def broker_node() -> Iterator[ChaosNode]:
+    """A RabbitMQ node of this module's own, to stop and start."""
+    missing = rabbitmq_tools_missing()
+    if missing:
+        pytest.skip(f"the broker-restart fault needs its own RabbitMQ node: {missing}")
+    with chaos_node() as node:
+        yield node
+
+
+@pytest.fixture
+async def users(database_url: str) -> Callable[[int], Awaitable[list[UserRef]]]:
+    async def make(count: int) -> list[UserRef]:
+        return list(await asyncio.gather(*(create_user(database_url) for _ in range(count))))
+
+    return make
+
+
+@pytest.fixture
+async def tokens(
+    users: Callable[[int], Awaitable[list[UserRef]]],
+) -> Callable[[int], Awaitable[list[str]]]:
+    async def make(count: int) -> list[str]:
+        return [token_for(user) for user in await users(count)]
+
+    return make
