@@ -83,7 +83,17 @@ class ChaosNode:
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.base)], check=True)
         self.base.chmod(0o755)
         subprocess.run(["rabbitmq-server", "-detached"], env=self._env(), check=True, cwd=self.base)
-        self.ctl("await_startup", "--timeout", "90", timeout=100)
+        # The node registers with epmd a moment after `-detached` returns; until then every
+        # rabbitmqctl call fails at once.
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                self.ctl("await_startup", "--timeout", "60", timeout=70)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         self.wait_port()
 
     def wait_port(self, timeout: float = 30) -> None:

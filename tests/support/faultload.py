@@ -148,7 +148,8 @@ class Answer:
             if not self.resyncs and not self.resynced_whole:
                 received = self.events.get(self.attempt, {})
                 self.missing = [s for s in range(1, int(frame["seq"])) if s not in received]
-        self.event_times.append(at)
+        if outcome not in ("stuck", "unconfirmed"):  # the client's own verdicts, not events
+            self.event_times.append(at)
         self.done.set()
 
 
@@ -558,8 +559,7 @@ class FaultReport:
                     continue
                 since = self.fault_end or self.fault_at
             after = [t for t in a.event_times if t >= since]
-            if after:
-                waits.append(min(after) - since)
+            waits.append(min(after) - since if after else float("inf"))
         return max(waits) if waits else None
 
     HEADER = (
@@ -601,7 +601,7 @@ class FaultReport:
             str(self.gaps),
             str(sum(1 for a in self.answers if a.retrying)),
             str(sum(1 for a in self.answers if a.resyncs or a.resynced_whole)),
-            "-" if recovery is None else f"{recovery:.2f}",
+            "-" if recovery is None else "never" if recovery == float("inf") else f"{recovery:.2f}",
             str(self.messages_lost),
         )
 
