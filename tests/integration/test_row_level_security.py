@@ -10,7 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from chat_history import repository
 from chat_history.db import org_transaction, role_problems
+from chat_shared.contracts import TurnReply
 
 TABLES = ("sessions", "messages", "tool_audit", "llm_calls", "org_budgets", "budget_holds")
 
@@ -120,3 +122,40 @@ async def test_message_timings_are_isolated_like_every_chat_table(
                 ),
                 {"m": uuid4(), "o": org_id, "c": uuid4()},
             )
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+async def test_a_turn_claim_in_another_orgs_context_changes_nothing(
+    app_engine: AsyncEngine, database_url: str, interrupt: bool
+) -> None:
+    _, session_id = await _seed_session(database_url)
+    holder, stranger_org = uuid4(), uuid4()
+    turn = text("SELECT active_message_id, user_id FROM chat.sessions WHERE id = :s")
+    admin = create_async_engine(database_url)
+    async with admin.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE chat.sessions SET active_message_id = :m, "
+                "active_since = now() - interval '1 hour' WHERE id = :s"
+            ),
+            {"s": session_id, "m": holder},
+        )
+        owner = (await conn.execute(turn, {"s": session_id})).one().user_id
+
+    # The session's own user and id, a stale holder, but another org's context.
+    async with org_transaction(app_engine, stranger_org) as conn:
+        reply = await repository.claim_turn(
+            conn,
+            stranger_org,
+            owner,
+            session_id,
+            uuid4(),
+            interrupt=interrupt,
+            stale_after_seconds=60,
+        )
+
+    async with admin.begin() as conn:
+        after = (await conn.execute(turn, {"s": session_id})).one()
+    await admin.dispose()
+    assert reply == TurnReply(status="busy")  # refused, and the holder is not revealed
+    assert after.active_message_id == holder

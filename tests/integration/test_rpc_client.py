@@ -58,3 +58,33 @@ async def test_a_question_nobody_answers_times_out(channel: AbstractChannel) -> 
     with pytest.raises(TimeoutError):
         await client.ask(queue.name, b"anyone?", expires_in=0.3)
     await queue.delete(if_unused=False, if_empty=False)
+
+
+async def test_a_fanout_question_takes_the_first_reply_and_times_out_without_a_replier(
+    channel: AbstractChannel,
+) -> None:
+    prefix = unique_prefix()
+    fanout = await channel.declare_exchange(
+        f"{prefix}.fanout", aio_pika.ExchangeType.FANOUT, auto_delete=True
+    )
+    client = RpcClient(f"{prefix}.replies")
+    await client.start(channel)
+    with pytest.raises(TimeoutError):  # nobody is bound yet: the question goes nowhere
+        await client.ask("", b"anyone?", expires_in=0.3, exchange=fanout.name)
+
+    async def replier(name: str, answers: bool) -> None:
+        queue = await channel.declare_queue(f"{prefix}.{name}", exclusive=True)
+        await queue.bind(fanout)
+
+        async def on_request(message: AbstractIncomingMessage) -> None:
+            if answers:
+                await channel.default_exchange.publish(
+                    aio_pika.Message(name.encode(), correlation_id=message.correlation_id),
+                    routing_key=message.reply_to or "",
+                )
+
+        await queue.consume(on_request, no_ack=True)
+
+    await replier("silent", answers=False)
+    await replier("holder", answers=True)
+    assert await client.ask("", b"who holds it?", expires_in=5, exchange=fanout.name) == b"holder"

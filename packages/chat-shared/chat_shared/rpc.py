@@ -12,7 +12,7 @@ import asyncio
 from uuid import uuid4
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 
 from chat_shared.runtime import is_consuming
 
@@ -24,6 +24,7 @@ class RpcClient:
         self._reply_queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._exchanges: dict[str, AbstractExchange] = {}
 
     async def start(self, channel: AbstractChannel) -> None:
         """Declare the reply queue on `channel` (publisher confirms are not needed: the reply
@@ -45,10 +46,23 @@ class RpcClient:
         if future is not None and not future.done():
             future.set_result(message.body)
 
-    async def ask(self, queue: str, body: bytes, expires_in: float) -> bytes:
+    async def _exchange(self, name: str | None) -> AbstractExchange:
+        assert self._channel is not None
+        if name is None:
+            return self._channel.default_exchange
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            exchange = self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
+        return exchange
+
+    async def ask(
+        self, queue: str, body: bytes, expires_in: float, *, exchange: str | None = None
+    ) -> bytes:
         """Send `body` to `queue` and return the reply; `TimeoutError` after `expires_in` seconds.
 
-        The request expires in the queue then too: nobody would wait for its answer.
+        The request expires in the queue then too: nobody would wait for its answer. With
+        `exchange` (a fanout, say) the request goes there with routing key `queue`, and the first
+        reply wins; a fanout nobody replies from times out.
         """
         assert self._channel is not None and self._reply_queue is not None, "start() it first"
         correlation_id = uuid4().hex
@@ -56,7 +70,8 @@ class RpcClient:
         self._pending[correlation_id] = future
         try:
             async with asyncio.timeout(expires_in):
-                await self._channel.default_exchange.publish(
+                target = await self._exchange(exchange)
+                await target.publish(
                     aio_pika.Message(
                         body,
                         content_type="application/json",

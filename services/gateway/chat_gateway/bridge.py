@@ -4,7 +4,9 @@ hot path.
 - publishes user messages (persistent, publisher confirms, mandatory);
 - owns this replica's private queue, bound to `session.<id>.*` for exactly the sessions it holds
   sockets for, and hands each event to the hub;
-- asks the history service questions (request/reply over a private reply queue).
+- asks the history service questions (request/reply over a private reply queue);
+- tells the LLM workers to stop an answer, and asks them to replay one (fanout `llm-control`);
+- reports a reconnection to the broker: this replica's queue lost what was published meanwhile.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from pydantic import BaseModel
 
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.telemetry import delivery_span
-from chat_shared.contracts import DeliveredEvent, UserMessage, UserSignedOut
+from chat_shared.contracts import (
+    DeliveredEvent,
+    ReplayReply,
+    ReplayRequest,
+    StopRequest,
+    UserMessage,
+    UserSignedOut,
+)
 from chat_shared.declare import declare_topology
 from chat_shared.rpc import RpcClient
 from chat_shared.runtime import is_consuming
@@ -39,6 +48,7 @@ log = logging.getLogger("chat_gateway.bridge")
 
 EventHandler = Callable[[str, bytes], None]
 ControlHandler = Callable[[bytes], None]
+ReconnectHandler = Callable[[], None]
 
 
 class BackendUnavailable(Exception):
@@ -47,16 +57,22 @@ class BackendUnavailable(Exception):
 
 class BrokerBridge:
     def __init__(
-        self, settings: GatewaySettings, on_event: EventHandler, on_control: ControlHandler
+        self,
+        settings: GatewaySettings,
+        on_event: EventHandler,
+        on_control: ControlHandler,
+        on_reconnect: ReconnectHandler | None = None,
     ) -> None:
         self._settings = settings
         self._topology = Topology(settings.broker_prefix)
         self._on_event = on_event
         self._on_control = on_control
+        self._on_reconnect = on_reconnect
         self.replica_id = uuid4().hex[:12]
         self._connection: AbstractRobustConnection | None = None
         self._events: AbstractExchange | None = None
         self._control: AbstractExchange | None = None
+        self._llm_control: AbstractExchange | None = None
         self._session_queue: AbstractQueue | None = None
         self._rpc = RpcClient(f"{self._topology.gateway_queue(self.replica_id)}.replies")
         self._consume_channel: AbstractRobustChannel | None = None
@@ -73,6 +89,7 @@ class BrokerBridge:
         await declare_topology(publish_channel, self._topology)
         self._events = await publish_channel.get_exchange(self._topology.events.name)
         self._control = await publish_channel.get_exchange(self._topology.control.name)
+        self._llm_control = await publish_channel.get_exchange(self._topology.llm_control.name)
 
         # No prefetch setting: RabbitMQ does not apply it to `no_ack` deliveries.
         consume_channel = await self._connection.channel()
@@ -86,6 +103,12 @@ class BrokerBridge:
         consume_channel.reopen_callbacks.add(self._consume)
         self._consume_channel = consume_channel
         await self._rpc.start(await self._connection.channel())
+        self._connection.reconnect_callbacks.add(self._reconnected)
+
+    def _reconnected(self, _connection: object) -> None:
+        log.warning("reconnected to the broker: events published meanwhile did not reach us")
+        if self._on_reconnect is not None:
+            self._on_reconnect()
 
     async def _consume(self, channel: AbstractRobustChannel | None) -> None:
         # aiormq's consumer directly: aio-pika's wraps each delivery in an IncomingMessage and a
@@ -104,7 +127,9 @@ class BrokerBridge:
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        """Connected right now (False while the robust connection is reconnecting)."""
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
 
     async def consuming(self) -> bool:
         """Connected, and RabbitMQ still delivers to both of this replica's queues."""
@@ -134,6 +159,9 @@ class BrokerBridge:
 
     async def publish_user_message(self, message: UserMessage) -> None:
         assert self._events is not None
+        if not self.connected:
+            # A robust channel would wait for the reconnection; the client is told at once.
+            raise BackendUnavailable("not connected to the message broker")
         started = time.perf_counter()
         try:
             await asyncio.wait_for(
@@ -174,6 +202,47 @@ class BrokerBridge:
             aio_pika.Message(control.model_dump_json().encode(), content_type="application/json"),
             routing_key="",
         )
+
+    async def stop_answer(self, request: StopRequest) -> None:
+        """Tell every LLM worker (the one streaming the answer acts on it)."""
+        assert self._llm_control is not None
+        if not self.connected:
+            raise BackendUnavailable("not connected to the message broker")
+        try:
+            await asyncio.wait_for(
+                self._llm_control.publish(
+                    aio_pika.Message(
+                        request.model_dump_json().encode(), content_type="application/json"
+                    ),
+                    routing_key="",
+                ),
+                timeout=self._settings.history_rpc_timeout_seconds,
+            )
+        except Exception as exc:
+            raise BackendUnavailable("the message broker did not accept the stop") from exc
+
+    async def ask_replay(self, request: ReplayRequest) -> ReplayReply | None:
+        """The events a client missed, from the worker holding the answer; None if no worker
+        answers within REPLAY_TIMEOUT_SECONDS (none holds it) or the broker is unreachable."""
+        if not self.connected:
+            return None
+        try:
+            body = await self._rpc.ask(
+                "",
+                request.model_dump_json().encode(),
+                expires_in=self._settings.replay_timeout_seconds,
+                exchange=self._topology.llm_control.name,
+            )
+        except TimeoutError:
+            return None
+        except Exception:
+            log.warning("could not ask for a replay", exc_info=True)
+            return None
+        try:
+            return ReplayReply.model_validate_json(body)
+        except ValueError:
+            log.warning("dropped a replay reply that does not match its contract")
+            return None
 
     async def ask_history(self, request: BaseModel) -> bytes:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from uuid import UUID, uuid4
@@ -9,9 +10,19 @@ from uuid import UUID, uuid4
 from pydantic import ValidationError
 
 from chat_gateway.bridge import BackendUnavailable, BrokerBridge
-from chat_gateway.hub import Client, SessionHub
+from chat_gateway.frames import retrying_text, to_frame
+from chat_gateway.hub import Client, Outgoing, SessionHub
 from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import OpenSession, SessionSnapshot, UserMessage
+from chat_shared.contracts import (
+    CompleteEvent,
+    ErrorEvent,
+    OpenSession,
+    ReplayReply,
+    ReplayRequest,
+    SessionSnapshot,
+    StopRequest,
+    UserMessage,
+)
 from chat_shared.logs import bind_correlation_id
 from chat_shared.protocol import (
     AcceptedFrame,
@@ -21,8 +32,12 @@ from chat_shared.protocol import (
     JoinFrame,
     PingFrame,
     PongFrame,
+    ResumePoint,
+    ResyncFrame,
+    RetryingFrame,
     SendFrame,
     ServerFrame,
+    StopFrame,
     UserInfo,
     client_frame_adapter,
 )
@@ -30,6 +45,9 @@ from chat_shared.telemetry import instruments
 from chat_shared.tracing import chat_attributes, turn_span
 
 log = logging.getLogger("chat_gateway.conversation")
+
+# Above every real attempt: nothing more of an answer that history shows ended is sent.
+ENDED = (1 << 62, 0)
 
 
 def _describe(error: ValidationError) -> str:
@@ -79,13 +97,16 @@ class Conversation:
             return
         match frame:
             case JoinFrame():
-                await self.join(frame.session_id)
+                await self.join(frame.session_id, after=frame.after)
             case SendFrame():
                 await self.send(frame)
+            case StopFrame():
+                await self.stop(frame)
             case PingFrame():
                 self.reply(PongFrame())
 
     async def _open(self, session_id: UUID | None) -> SessionSnapshot | None:
+        """The session from history; None if history does not answer."""
         user = self.client.user
         request = OpenSession(
             org_id=user.org_id,
@@ -96,33 +117,44 @@ class Conversation:
         try:
             return SessionSnapshot.model_validate_json(await self.bridge.ask_history(request))
         except BackendUnavailable:
-            self.error(
-                ErrorCode.UNAVAILABLE,
-                "The chat history service is not answering. Try again in a moment.",
-                retryable=True,
-            )
             return None
 
-    async def join(self, session_id: UUID | None, previous: UUID | None = None) -> bool:
+    def _history_unavailable(self) -> None:
+        self.error(
+            ErrorCode.UNAVAILABLE,
+            "The chat history service is not answering. Try again in a moment.",
+            retryable=True,
+        )
+
+    async def join(
+        self,
+        session_id: UUID | None,
+        previous: UUID | None = None,
+        after: ResumePoint | None = None,
+    ) -> bool:
         client = self.client
+        then: list[Outgoing] = []
         if session_id is None:
             snapshot = await self._open(None)
             if snapshot is None or snapshot.session_id is None:
+                self._history_unavailable()
                 return False
-            client.hold()
             await self.hub.attach(client, snapshot.session_id)
         else:
-            # Bound before history is read, so nothing published meanwhile is missed; but the
-            # socket is attached only once history has confirmed the session is this user's.
-            async with self.hub.holding(session_id):
-                snapshot = await self._open(session_id)
+            # Bound, and the socket's frames held back, before history is read: nothing
+            # published meanwhile is missed. What was held is dropped unless history confirms
+            # that the session is this user's.
+            await self.hub.attach(client, session_id)
+            snapshot = await self._open(session_id)
+            if snapshot is None or snapshot.status != "ok":
+                client.discard_held()
+                await self.hub.detach(client)
                 if snapshot is None:
-                    return False
-                if snapshot.status != "ok":
+                    self._history_unavailable()
+                else:
                     self.error(ErrorCode.FORBIDDEN, "That session does not exist or is not yours.")
-                    return False
-                client.hold()
-                await self.hub.attach(client, session_id)
+                return False
+            then = await self._catch_up(session_id, snapshot, after)
         assert snapshot.session_id is not None
         client.session_ended = snapshot.ended
         user = client.user
@@ -133,8 +165,105 @@ class Conversation:
             ended=snapshot.ended,
             previous_session_id=previous,
         )
-        client.release(frame.model_dump_json())
+        client.release(frame.model_dump_json(), *then)
         return True
+
+    async def _catch_up(
+        self, session_id: UUID, snapshot: SessionSnapshot, after: ResumePoint | None
+    ) -> list[Outgoing]:
+        """What the client must be sent after `joined`, before the live events: the missed events
+        of every answer history shows streaming (replayed by the worker holding it), or a
+        `resync` where they cannot be had."""
+        answers = {m.message_id: m for m in snapshot.messages if m.role == "assistant"}
+        streaming = [m.message_id for m in answers.values() if m.status == "pending"]
+        then: list[Outgoing] = []
+        points = dict.fromkeys(streaming, (1, 0))
+        if after is not None:
+            known = answers.get(after.message_id)
+            if known is not None and known.status != "pending":
+                # It ended meanwhile: the whole answer from history, and nothing more of it.
+                self.client.floor(after.message_id, *ENDED)
+                resync = ResyncFrame(message_id=after.message_id, reason="ended", message=known)
+                then.append(Outgoing(resync.model_dump_json()))
+            else:
+                self.client.floor(after.message_id, after.attempt, after.seq)
+                # Not in history (yet): its `routed` may not be persisted; the worker may have it.
+                points[after.message_id] = (after.attempt, after.seq)
+        replies = await asyncio.gather(
+            *(self._replay(session_id, message_id, *point) for message_id, point in points.items())
+        )
+        for (message_id, (attempt, seq)), reply in zip(points.items(), replies, strict=True):
+            if reply is None:
+                if seq > 0:  # the client has part of it, and the rest before now is lost
+                    resync = ResyncFrame(message_id=message_id, reason="replay_unavailable")
+                    then.append(Outgoing(resync.model_dump_json()))
+                continue
+            if reply.attempt > attempt:  # the reply starts at seq 1 of a later attempt
+                retrying = RetryingFrame(
+                    message_id=message_id,
+                    attempt=reply.attempt,
+                    message=retrying_text(reply.attempt),
+                )
+                then.append(Outgoing(retrying.model_dump_json(), message_id, reply.attempt, 0))
+            for event in reply.events:
+                frame = to_frame(event)
+                if frame is not None:
+                    then.append(
+                        Outgoing(
+                            frame.model_dump_json(),
+                            message_id,
+                            event.attempt,
+                            event.seq,
+                            final=isinstance(event, CompleteEvent | ErrorEvent),
+                        )
+                    )
+        return then
+
+    async def _replay(
+        self, session_id: UUID, message_id: UUID, attempt: int, after_seq: int
+    ) -> ReplayReply | None:
+        user = self.client.user
+        reply = await self.bridge.ask_replay(
+            ReplayRequest(
+                session_id=session_id,
+                message_id=message_id,
+                org_id=user.org_id,
+                user_id=user.user_id,
+                attempt=attempt,
+                after_seq=after_seq,
+            )
+        )
+        if reply is not None and reply.message_id != message_id:
+            log.warning("dropped a replay reply for another message")
+            return None
+        return reply
+
+    async def stop(self, frame: StopFrame) -> None:
+        """Ask the workers to stop an answer of the socket's session. Nothing is replied on
+        success: the answer's `complete` (status `stopped`) comes as its events do."""
+        session_id = self.client.session_id
+        if session_id is None:
+            self.error(ErrorCode.NOT_JOINED, "join a session before stopping an answer")
+            return
+        user = self.client.user
+        request = StopRequest(
+            session_id=session_id,
+            message_id=frame.message_id,
+            org_id=user.org_id,
+            user_id=user.user_id,
+            requested_at=time.time(),
+        )
+        try:
+            await self.bridge.stop_answer(request)
+        except BackendUnavailable:
+            log.warning("could not publish a stop")
+            self.error(
+                ErrorCode.UNAVAILABLE,
+                "The answer could not be stopped: the message broker is not reachable. Try again.",
+                retryable=True,
+            )
+            return
+        log.info("stop requested", extra={"session_id": str(session_id)})
 
     async def send(self, frame: SendFrame) -> None:
         wait = self.hub.bucket(self.client.user.user_id, self.settings.messages_per_minute).take()

@@ -6,6 +6,8 @@ from chat_shared.contracts import (
     AnySessionEvent,
     CompleteEvent,
     ErrorEvent,
+    QueuedEvent,
+    RetryingEvent,
     SessionEndedEvent,
     TokenEvent,
     ToolCallEvent,
@@ -14,6 +16,8 @@ from chat_shared.contracts import (
 from chat_shared.protocol import (
     CompleteFrame,
     ErrorFrame,
+    QueuedFrame,
+    RetryingFrame,
     ServerFrame,
     SessionEndedFrame,
     TokenFrame,
@@ -22,13 +26,22 @@ from chat_shared.protocol import (
 )
 
 
+def retrying_text(attempt: int) -> str:
+    """What a user reads when an answer starts over."""
+    return (
+        "The answer was interrupted (its worker stopped or lost its connection) and is being "
+        f"generated again (attempt {attempt})."
+    )
+
+
 def to_frame(event: AnySessionEvent) -> ServerFrame | None:
-    """The frame for an event, or None for events the browser does not see."""
+    """The frame for an event, or None for events the browser does not see (progress, ...)."""
     match event:
         case TokenEvent():
             return TokenFrame(
                 message_id=event.message_id,
                 seq=event.seq,
+                attempt=event.attempt,
                 text=event.text,
                 deltas=event.deltas,
                 emitted_at=event.emitted_at,
@@ -37,6 +50,7 @@ def to_frame(event: AnySessionEvent) -> ServerFrame | None:
             return ToolCallFrame(
                 message_id=event.message_id,
                 seq=event.seq,
+                attempt=event.attempt,
                 call_id=event.call_id,
                 tool=event.tool,
                 input=event.input,
@@ -45,6 +59,7 @@ def to_frame(event: AnySessionEvent) -> ServerFrame | None:
             return ToolResultFrame(
                 message_id=event.message_id,
                 seq=event.seq,
+                attempt=event.attempt,
                 call_id=event.call_id,
                 output=event.output,
                 is_error=event.is_error,
@@ -53,7 +68,9 @@ def to_frame(event: AnySessionEvent) -> ServerFrame | None:
             return CompleteFrame(
                 message_id=event.message_id,
                 seq=event.seq,
+                attempt=event.attempt,
                 text=event.text,
+                status=event.status,
                 model=event.model,
                 provider=event.provider,
                 tool=event.tool,
@@ -65,7 +82,18 @@ def to_frame(event: AnySessionEvent) -> ServerFrame | None:
                 message=event.message,
                 message_id=event.message_id,
                 seq=event.seq,
+                attempt=event.attempt,
                 retryable=event.retryable,
+            )
+        case RetryingEvent():
+            return RetryingFrame(
+                message_id=event.message_id,
+                attempt=event.attempt,
+                message=retrying_text(event.attempt),
+            )
+        case QueuedEvent():
+            return QueuedFrame(
+                message_id=event.message_id, behind_message_id=event.behind_message_id
             )
         case SessionEndedEvent():
             return SessionEndedFrame(session_id=event.session_id, reason=event.reason)

@@ -91,6 +91,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
+            client.heard()
             async with drain.handling(client) as may_handle:
                 if not may_handle:  # stopping: the socket is being closed with 1012
                     continue

@@ -3,6 +3,11 @@
 A slow client never slows another: frames for a socket go through that socket's bounded queue
 and its own writer task. A client whose queue overflows is disconnected (close code 1013) and,
 on reconnecting, restores the session from history.
+
+Each socket gets an answer's events at most once and in order: it remembers, per answer, the
+highest `(attempt, seq)` it was sent, and drops anything at or below it (a replayed event that
+also came live, an event of an attempt that was superseded). A `retrying` frame counts as seq 0
+of its attempt. An answer is forgotten `FORGET_SECONDS` after its final event.
 """
 
 from __future__ import annotations
@@ -10,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from starlette.websockets import WebSocket
 
 from chat_gateway.ratelimit import TokenBucket
 from chat_shared.contracts import UserRef
+from chat_shared.protocol import HeartbeatFrame
 
 log = logging.getLogger("chat_gateway.hub")
 
@@ -25,6 +32,33 @@ CLOSE_TOO_SLOW = 1013
 # Custom close codes (4000-4999), documented in docs/security.md.
 CLOSE_SIGNED_OUT = 4401  # token expired, signed out, or user disabled: sign in again
 CLOSE_TOO_MANY_SOCKETS = 4429
+CLOSE_SILENT = 4408  # nothing arrived from the client for CLIENT_SILENCE_SECONDS
+
+# How long a socket remembers an answer after its final event (longer than a replay is served).
+FORGET_SECONDS = 120.0
+# At most this many answers remembered per socket (the oldest is forgotten first).
+MAX_TRACKED = 1024
+
+
+class Outgoing:
+    """A frame, and where it stands in its answer (no `message_id`: not an answer's event)."""
+
+    __slots__ = ("attempt", "data", "final", "message_id", "seq")
+
+    def __init__(
+        self,
+        data: str,
+        message_id: UUID | None = None,
+        attempt: int = 0,
+        seq: int = 0,
+        *,
+        final: bool = False,
+    ) -> None:
+        self.data = data
+        self.message_id = message_id
+        self.attempt = attempt
+        self.seq = seq
+        self.final = final
 
 
 class Client:
@@ -33,24 +67,77 @@ class Client:
         self.user = user
         self.session_id: UUID | None = None
         self.session_ended = False
+        # When the client last sent a frame (any kind), for closing silent sockets.
+        self.heard_at = time.monotonic()
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_size)
         self._writer = asyncio.create_task(self._write())
         # While a join is in progress, frames are held back so that `joined` goes first.
-        self._held: list[str] | None = None
+        self._held: list[Outgoing] | None = None
         self._closer: asyncio.Task[None] | None = None
+        # Per answer: the highest (attempt, seq) sent; answers whose final event was sent.
+        self._sent: dict[UUID, tuple[int, int]] = {}
+        self._finished: deque[tuple[float, UUID]] = deque()
+
+    @property
+    def joining(self) -> bool:
+        return self._held is not None
 
     def hold(self) -> None:
         self._held = []
 
-    def release(self, first: str) -> None:
-        """Send `first`, then whatever was held back meanwhile."""
-        held, self._held = self._held or [], None
-        for data in (first, *held):
-            self.send(data)
+    def discard_held(self) -> None:
+        self._held = None
 
-    def send(self, data: str) -> None:
+    def floor(self, message_id: UUID, attempt: int, seq: int) -> None:
+        """The client has `message_id` up to `seq` of `attempt`: send nothing at or below it."""
+        self._sent[message_id] = (attempt, seq)
+
+    def release(self, first: str, *then: Outgoing) -> None:
+        """Send `first`, then `then`, then whatever was held back meanwhile."""
+        held, self._held = self._held or [], None
+        self.send(first)
+        for outgoing in (*then, *held):
+            self.send(
+                outgoing.data,
+                outgoing.message_id,
+                outgoing.attempt,
+                outgoing.seq,
+                final=outgoing.final,
+            )
+
+    def heard(self) -> None:
+        self.heard_at = time.monotonic()
+
+    def _admit(self, message_id: UUID, attempt: int, seq: int, final: bool) -> bool:
+        """Is this answer's event new to the socket? Then remember it."""
+        position = (attempt, seq)
+        sent = self._sent.get(message_id)
+        if sent is not None and position <= sent:
+            return False
+        if sent is None and len(self._sent) >= MAX_TRACKED:
+            del self._sent[next(iter(self._sent))]
+        self._sent[message_id] = position
+        if final:
+            now = time.monotonic()
+            finished = self._finished
+            while finished and finished[0][0] <= now:
+                self._sent.pop(finished.popleft()[1], None)
+            finished.append((now + FORGET_SECONDS, message_id))
+        return True
+
+    def send(
+        self,
+        data: str,
+        message_id: UUID | None = None,
+        attempt: int = 0,
+        seq: int = 0,
+        *,
+        final: bool = False,
+    ) -> None:
         if self._held is not None:
-            self._held.append(data)
+            self._held.append(Outgoing(data, message_id, attempt, seq, final=final))
+            return
+        if message_id is not None and not self._admit(message_id, attempt, seq, final):
             return
         try:
             self._queue.put_nowait(data)
@@ -74,7 +161,8 @@ class Client:
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket (from outside its receive loop, which then ends)."""
-        self._closer = asyncio.create_task(self._close(code, reason))
+        if self._closer is None:
+            self._closer = asyncio.create_task(self._close(code, reason))
 
     async def drain_and_stop(self) -> None:
         """Send what is queued, then stop the writer."""
@@ -88,8 +176,8 @@ class Client:
 class SessionHub:
     """Which local sockets follow which session; binds the replica's queue accordingly.
 
-    A session is bound while anything holds it: an attached socket, or a join in progress
-    (which must be bound before it reads history, so no event falls in between).
+    A session is bound while a socket is attached to it; a joining socket is attached (its
+    frames held back) before history is read, so no event falls in between.
     """
 
     def __init__(
@@ -148,21 +236,15 @@ class SessionHub:
                 del self._holds[session_id]
                 await self._unbind(session_id)
 
-    @contextlib.asynccontextmanager
-    async def holding(self, session_id: UUID) -> AsyncIterator[None]:
-        """Keep a session bound for the duration of the block."""
-        await self._acquire(session_id)
-        try:
-            yield
-        finally:
-            await self._release(session_id)
-
     async def attach(self, client: Client, session_id: UUID) -> None:
+        """Bind the session and add the socket to it, holding its frames back (from here on
+        nothing of the session is missed) until the join releases them after `joined`."""
         await self.detach(client)
         await self._acquire(session_id)
         self._clients[session_id].add(client)
         client.session_id = session_id
         client.session_ended = False
+        client.hold()
 
     async def detach(self, client: Client) -> None:
         session_id = client.session_id
@@ -176,17 +258,58 @@ class SessionHub:
                 del self._clients[session_id]
         await self._release(session_id)
 
-    def deliver(self, session_id: UUID, data: str, *, ends_session: bool = False) -> None:
+    def deliver(
+        self,
+        session_id: UUID,
+        data: str,
+        message_id: UUID | None = None,
+        attempt: int = 0,
+        seq: int = 0,
+        *,
+        final: bool = False,
+        ends_session: bool = False,
+    ) -> None:
         for client in self._clients.get(session_id, ()):
             if ends_session:
                 client.session_ended = True
-            client.send(data)
+            client.send(data, message_id, attempt, seq, final=final)
 
     def org_of(self, session_id: UUID) -> UUID | None:
-        """The org of a session this replica holds sockets for (None if it holds none)."""
+        """The org of a session this replica holds sockets for (None if it holds none).
+
+        A socket still joining is not asked: its user is not yet known to own the session."""
         for client in self._clients.get(session_id, ()):
-            return client.user.org_id
+            if not client.joining:
+                return client.user.org_id
         return None
+
+    def all_clients(self) -> list[Client]:
+        return [client for members in self._by_user.values() for client in members]
+
+    def close_all(self, code: int, reason: str) -> int:
+        clients = self.all_clients()
+        for client in clients:
+            client.close(code, reason)
+        return len(clients)
+
+    def tick(self, silence_seconds: float) -> None:
+        """Send every socket a heartbeat; close those the client has been silent on."""
+        now = time.monotonic()
+        heartbeat = HeartbeatFrame(at=time.time()).model_dump_json()
+        for client in self.all_clients():
+            if now - client.heard_at > silence_seconds:
+                client.close(CLOSE_SILENT, "nothing received from the client")
+            else:
+                client.send(heartbeat)
+
+    async def keep_alive(self, heartbeat_seconds: float, silence_seconds: float) -> None:
+        """One ticker for every socket of the replica (not a task per socket)."""
+        while True:
+            await asyncio.sleep(heartbeat_seconds)
+            try:
+                self.tick(silence_seconds)
+            except Exception:
+                log.exception("heartbeat tick failed")
 
     @property
     def socket_count(self) -> int:

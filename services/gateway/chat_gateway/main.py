@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,12 +19,15 @@ from chat_gateway import api, handlers
 from chat_gateway.access import AccessControl
 from chat_gateway.auth import TokenVerifier
 from chat_gateway.bridge import BrokerBridge
-from chat_gateway.drain import Drain, DrainingServer
+from chat_gateway.drain import CLOSE_SERVICE_RESTART, Drain, DrainingServer
 from chat_gateway.frames import to_frame
 from chat_gateway.hub import CLOSE_SIGNED_OUT, SessionHub
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.telemetry import Deliveries, watch_sockets
 from chat_shared.contracts import (
+    CompleteEvent,
+    ErrorEvent,
+    RetryingEvent,
     SessionEndedEvent,
     StreamEvent,
     UserSignedOut,
@@ -53,15 +58,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             log.warning("dropped an event that does not match its contract")
             return
         frame = to_frame(event)
-        if frame is not None:
-            hub.deliver(
-                session_id,
-                frame.model_dump_json(),
-                ends_session=isinstance(event, SessionEndedEvent),
-            )
-            if isinstance(event, StreamEvent):
-                assert deliveries is not None
-                deliveries.delivered(event)
+        if frame is None:
+            return
+        data = frame.model_dump_json()
+        # Each socket drops an answer's event it was already sent (see hub.Client).
+        if isinstance(event, StreamEvent):
+            final = isinstance(event, CompleteEvent | ErrorEvent)
+            hub.deliver(session_id, data, event.message_id, event.attempt, event.seq, final=final)
+            assert deliveries is not None
+            deliveries.delivered(event)
+        elif isinstance(event, RetryingEvent):
+            hub.deliver(session_id, data, event.message_id, event.attempt, 0)
+        else:
+            hub.deliver(session_id, data, ends_session=isinstance(event, SessionEndedEvent))
 
     def on_control(body: bytes) -> None:
         assert hub is not None
@@ -74,7 +83,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if closed:
             log.info("closed the sockets of a signed-out user", extra={"sockets": closed})
 
-    bridge = BrokerBridge(settings, on_event, on_control)
+    def on_reconnect() -> None:
+        # This replica's queue lost what was published while it was disconnected: the clients
+        # rejoin (here or elsewhere) with `after`, and the workers replay it.
+        assert hub is not None
+        closed = hub.close_all(CLOSE_SERVICE_RESTART, "reconnect")
+        log.warning("closed every socket after a broker reconnection", extra={"sockets": closed})
+
+    bridge = BrokerBridge(settings, on_event, on_control, on_reconnect)
     hub = SessionHub(bridge.bind, bridge.unbind)
     engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size)
     deliveries = Deliveries(bridge.publish_delivered, org_of=hub.org_of)
@@ -83,11 +99,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await bridge.start()
+        assert hub is not None
+        ticker = asyncio.create_task(
+            hub.keep_alive(settings.heartbeat_seconds, settings.client_silence_seconds)
+        )
         log.info(
             "gateway ready",
             extra={"replica_id": bridge.replica_id, "llm_provider": settings.llm_provider_label},
         )
         yield
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
         await bridge.stop()
         await engine.dispose()
 

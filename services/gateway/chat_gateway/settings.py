@@ -30,6 +30,13 @@ class GatewaySettings(SecretSettings):
     socket_send_queue: int = Field(default=4096, gt=0)
     history_rpc_timeout_seconds: float = 5.0
     history_limit: int = 200
+    # Streams that survive (docs/decisions/0006): how long a join waits for the LLM worker
+    # holding a streaming answer to replay what the client missed (no reply: no worker holds it).
+    replay_timeout_seconds: float = Field(default=1.0, gt=0)
+    # A `heartbeat` frame on every socket this often; a socket the client sent nothing on for
+    # CLIENT_SILENCE_SECONDS is closed with 4408 (checked at each heartbeat).
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    client_silence_seconds: float = Field(default=45.0, gt=0)
     # Browser origins allowed to open a WebSocket or sign in (exact match). Empty: the
     # gateway's own address (http://GATEWAY_HOST:GATEWAY_PORT, and localhost for 127.0.0.1).
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

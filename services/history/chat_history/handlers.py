@@ -16,6 +16,7 @@ from chat_history.settings import HistorySettings
 from chat_shared.contracts import (
     AnyHistoryRequest,
     AnySessionEvent,
+    ClaimTurn,
     CompleteEvent,
     ContextReply,
     DeliveredEvent,
@@ -23,7 +24,10 @@ from chat_shared.contracts import (
     GetContext,
     GetTimeline,
     OpenSession,
+    ProgressEvent,
+    QueuedEvent,
     ReserveBudget,
+    RetryingEvent,
     RoutedEvent,
     SessionEndedEvent,
     TokenEvent,
@@ -43,7 +47,8 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
     topology = Topology(settings.broker_prefix)
 
     async def persist(event: AnySessionEvent) -> None:
-        if isinstance(event, TokenEvent | SessionEndedEvent):
+        # Not in PERSISTED_EVENTS (chat_shared.topology): they reach this queue only by mistake.
+        if isinstance(event, TokenEvent | SessionEndedEvent | RetryingEvent | QueuedEvent):
             log.warning("ignored an event the history service does not persist")
             return
         org_id = event.user.org_id if isinstance(event, UserMessage) else event.org_id
@@ -61,6 +66,8 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
                     await repository.save_complete(conn, event)
                 case ErrorEvent():
                     await repository.save_error(conn, event)
+                case ProgressEvent():
+                    await repository.save_progress(conn, event)
                 case DeliveredEvent():
                     pass  # only the timeline needs it
             await timings.record(conn, event)
@@ -107,6 +114,16 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
                 case GetTimeline():
                     return await timings.timeline(
                         conn, request.org_id, request.user_id, request.message_id
+                    )
+                case ClaimTurn():
+                    return await repository.claim_turn(
+                        conn,
+                        request.org_id,
+                        request.user_id,
+                        request.session_id,
+                        request.message_id,
+                        interrupt=request.interrupt,
+                        stale_after_seconds=request.stale_after_seconds,
                     )
 
     @broker.subscriber(topology.history_rpc)

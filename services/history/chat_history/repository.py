@@ -7,13 +7,14 @@ that asked.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, case, func, literal, select, text, update
+from sqlalchemy import and_, case, func, literal, not_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
@@ -27,18 +28,31 @@ from chat_shared.contracts import (
     HistoryMessage,
     HistoryToolCall,
     LlmCall,
+    ProgressEvent,
     RoutedEvent,
     SessionSnapshot,
     ToolCallEvent,
     ToolResultEvent,
+    TurnReply,
     UserMessage,
 )
 
+log = logging.getLogger("chat_history.repository")
+
 TERMINAL = ("complete", "error", "stopped")
+# A model call's final statuses; `streaming` and `interrupted` are not (a progress report, a
+# call that never finished).
+FINAL_CALL = ("ok", "error", "stopped")
 
 
 def _ts(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
+
+
+def _owned_session(session_id: UUID, org_id: UUID, user_id: UUID) -> Any:
+    return and_(
+        sessions.c.id == session_id, sessions.c.org_id == org_id, sessions.c.user_id == user_id
+    )
 
 
 # -- sessions ------------------------------------------------------------------------------
@@ -53,11 +67,7 @@ async def open_session(
         return SessionSnapshot(status="ok", session_id=new_id)
     row = (
         await conn.execute(
-            select(sessions.c.ended_at).where(
-                sessions.c.id == session_id,
-                sessions.c.org_id == org_id,
-                sessions.c.user_id == user_id,
-            )
+            select(sessions.c.ended_at).where(_owned_session(session_id, org_id, user_id))
         )
     ).first()
     if row is None:
@@ -86,6 +96,107 @@ async def end_idle_sessions(conn: AsyncConnection, idle_seconds: float) -> list[
         {"seconds": idle_seconds},
     )
     return [row.id for row in result]
+
+
+# -- the session's turn (issue 8: one answer streams per session at a time) -----------------
+
+# One statement: the owned session row is locked by the sub-select, so concurrent claims are
+# decided one after another, and `held` is the holder before this claim (RETURNING would give
+# the new one).
+_CLAIM = text(
+    """
+    UPDATE chat.sessions AS s
+       SET active_message_id = :message_id, active_since = now()
+      FROM (SELECT id, active_message_id, active_since FROM chat.sessions
+             WHERE id = :session_id AND org_id = :org_id AND user_id = :user_id
+               FOR UPDATE) AS held
+     WHERE s.id = held.id
+       AND (held.active_message_id IS NULL
+            OR held.active_message_id = :message_id
+            OR held.active_since < now() - make_interval(secs => :stale_after)
+            OR :interrupt)
+    RETURNING held.active_message_id AS previous
+    """
+)
+
+
+async def claim_turn(
+    conn: AsyncConnection,
+    org_id: UUID,
+    user_id: UUID,
+    session_id: UUID,
+    message_id: UUID,
+    *,
+    interrupt: bool,
+    stale_after_seconds: float,
+) -> TurnReply:
+    """Give the session's turn to `message_id` if it is free, already its own, or stale (or
+    take it over with `interrupt`); otherwise say who holds it."""
+    owner = {"session_id": session_id, "org_id": org_id, "user_id": user_id}
+    claimed = (
+        await conn.execute(
+            _CLAIM,
+            {
+                **owner,
+                "message_id": message_id,
+                "stale_after": stale_after_seconds,
+                "interrupt": interrupt,
+            },
+        )
+    ).first()
+    if claimed is not None:
+        previous = claimed.previous
+        return TurnReply(
+            status="claimed",
+            holder_message_id=previous if previous not in (None, message_id) else None,
+        )
+    # Still locked by the claim's sub-select: the holder read here is the one that refused it.
+    holder = (
+        await conn.execute(
+            select(sessions.c.active_message_id).where(_owned_session(session_id, org_id, user_id))
+        )
+    ).first()
+    if holder is not None:
+        return TurnReply(status="busy", holder_message_id=holder.active_message_id)
+    # No such session of this user. `open_session` normally creates it first; if the claim
+    # came first, create it holding the turn. An id taken by another user or org (invisible
+    # under row-level security, but still a conflict) creates and changes nothing.
+    created = (
+        await conn.execute(
+            insert(sessions)
+            .values(
+                id=session_id,
+                org_id=org_id,
+                user_id=user_id,
+                active_message_id=message_id,
+                active_since=func.now(),
+            )
+            .on_conflict_do_nothing(index_elements=[sessions.c.id])
+            .returning(sessions.c.id)
+        )
+    ).first()
+    if created is not None:
+        return TurnReply(status="claimed")
+    log.warning("refused a turn claim for a session the asker does not own")
+    return TurnReply(status="busy")
+
+
+async def release_turn(conn: AsyncConnection, session_id: UUID, message_id: UUID) -> None:
+    """Free the session's turn if `message_id` holds it (its answer has ended)."""
+    await conn.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.active_message_id == message_id)
+        .values(active_message_id=None, active_since=None)
+    )
+
+
+async def _keep_turn_alive(conn: AsyncConnection, session_id: UUID, message_id: UUID) -> None:
+    """A progress report proves the holder's worker is alive: the turn is not stale."""
+    await conn.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id, sessions.c.active_message_id == message_id)
+        .values(active_since=func.now())
+    )
 
 
 def _ordered(session_id: UUID) -> Any:
@@ -184,31 +295,59 @@ async def save_user_message(conn: AsyncConnection, event: UserMessage) -> None:
     await touch_session(conn, event.session_id)
 
 
-async def _upsert_assistant(
-    conn: AsyncConnection, event: RoutedEvent | CompleteEvent | ErrorEvent, **values: Any
-) -> None:
-    """Create or update an assistant message; a terminal status is never overwritten."""
-    row = {
+def _assistant_row(event: RoutedEvent | CompleteEvent | ErrorEvent) -> dict[str, Any]:
+    return {
         "id": event.message_id,
         "session_id": event.session_id,
         "org_id": event.org_id,
         "user_id": event.user_id,
         "role": "assistant",
         "correlation_id": event.correlation_id,
-        **values,
     }
-    statement = insert(messages).values(**row)
+
+
+async def _upsert_assistant(conn: AsyncConnection, event: RoutedEvent, **values: Any) -> None:
+    """Create or update an assistant message; a terminal status is never overwritten."""
+    statement = insert(messages).values(**_assistant_row(event), **values)
     excluded = statement.excluded
     is_terminal = messages.c.status.in_(TERMINAL)
     changes: dict[str, Any] = {
         key: func.coalesce(excluded[key], messages.c[key])
         for key in values
-        if key not in ("status", "content", "created_at")
+        if key not in ("status", "created_at")
     }
-    if "status" in values:
-        changes["status"] = case((is_terminal, messages.c.status), else_=excluded.status)
-    if "content" in values:
-        changes["content"] = case((is_terminal, messages.c.content), else_=excluded.content)
+    changes["status"] = case((is_terminal, messages.c.status), else_=excluded.status)
+    await conn.execute(
+        statement.on_conflict_do_update(index_elements=[messages.c.id], set_=changes)
+    )
+
+
+# What an answer's final event decides outright, and what it only fills in if it has it
+# (the routing may have said already).
+_FINAL_COLUMNS = ("status", "content", "attempt", "usage", "error_code", "error_message")
+_DESCRIPTIVE_COLUMNS = ("model", "provider", "tool", "completed_at")
+
+
+async def _save_final(
+    conn: AsyncConnection, event: CompleteEvent | ErrorEvent, **values: Any
+) -> None:
+    """Store an answer's final status and text, unless a final one already stands.
+
+    A final event wins over a pending message, and over the final of a lower attempt (attempt
+    1's worker failed, attempt 2 answered); a redelivered final of the same attempt, or a late
+    one of a lower attempt, changes nothing.
+    """
+    statement = insert(messages).values(**_assistant_row(event), attempt=event.attempt, **values)
+    excluded = statement.excluded
+    wins = or_(messages.c.status.not_in(TERMINAL), messages.c.attempt < excluded.attempt)
+    changes: dict[str, Any] = {}
+    for key in (*_FINAL_COLUMNS, *_DESCRIPTIVE_COLUMNS):
+        if key != "attempt" and key not in values:
+            continue
+        won: Any = excluded[key]
+        if key in _DESCRIPTIVE_COLUMNS:
+            won = func.coalesce(won, messages.c[key])
+        changes[key] = case((wins, won), else_=messages.c[key])
     await conn.execute(
         statement.on_conflict_do_update(index_elements=[messages.c.id], set_=changes)
     )
@@ -272,56 +411,102 @@ async def save_tool_result(conn: AsyncConnection, event: ToolResultEvent) -> Non
     )
 
 
-async def _save_llm_call(
-    conn: AsyncConnection, event: CompleteEvent | ErrorEvent, call: LlmCall
+async def _record_llm_call(
+    conn: AsyncConnection,
+    event: CompleteEvent | ErrorEvent | ProgressEvent,
+    call: LlmCall,
 ) -> None:
-    await conn.execute(
-        insert(llm_calls)
-        .values(
-            id=call.call_id,
-            message_id=event.message_id,
-            session_id=event.session_id,
-            org_id=event.org_id,
-            user_id=event.user_id,
-            provider=call.provider,
-            model=call.model,
-            input_tokens=call.usage.input_tokens,
-            output_tokens=call.usage.output_tokens,
-            cost_usd=call.usage.cost_usd,
-            ttft_ms=call.ttft_ms,
-            total_ms=call.total_ms,
-            status=call.status,
-            error_code=call.error_code,
-            correlation_id=event.correlation_id,
-        )
-        .on_conflict_do_nothing(index_elements=[llm_calls.c.id])
+    """Create or update a model call's row by its id, from a progress report or a final event.
+
+    A final status (ok, error, stopped) is never changed again, and its usage is the exact one;
+    `interrupted` replaces `streaming`, never the other way round; until the call is final its
+    usage only grows (reports are cumulative; a late one must not lower it).
+    """
+    statement = insert(llm_calls).values(
+        id=call.call_id,
+        message_id=event.message_id,
+        session_id=event.session_id,
+        org_id=event.org_id,
+        user_id=event.user_id,
+        provider=call.provider,
+        model=call.model,
+        input_tokens=call.usage.input_tokens,
+        output_tokens=call.usage.output_tokens,
+        cost_usd=call.usage.cost_usd,
+        ttft_ms=call.ttft_ms,
+        total_ms=call.total_ms,
+        status=call.status,
+        error_code=call.error_code,
+        correlation_id=event.correlation_id,
+        attempt=event.attempt,
     )
+    excluded = statement.excluded
+    reports_final = excluded.status.in_(FINAL_CALL)
+    changes: dict[str, Any] = {
+        key: case(
+            (reports_final, excluded[key]), else_=func.greatest(llm_calls.c[key], excluded[key])
+        )
+        for key in ("input_tokens", "output_tokens", "cost_usd", "total_ms")
+    }
+    changes["status"] = case(
+        (excluded.status == "streaming", llm_calls.c.status), else_=excluded.status
+    )
+    changes["ttft_ms"] = func.coalesce(excluded.ttft_ms, llm_calls.c.ttft_ms)
+    changes["error_code"] = func.coalesce(excluded.error_code, llm_calls.c.error_code)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[llm_calls.c.id],
+            set_=changes,
+            where=llm_calls.c.status.not_in(FINAL_CALL),
+        )
+    )
+
+
+async def _interrupt_streaming_calls(
+    conn: AsyncConnection, message_id: UUID, up_to_attempt: int | None = None
+) -> None:
+    """Calls of the answer still `streaming` will never report again: their worker is gone."""
+    condition = and_(llm_calls.c.message_id == message_id, llm_calls.c.status == "streaming")
+    if up_to_attempt is not None:
+        condition = and_(condition, llm_calls.c.attempt <= up_to_attempt)
+    await conn.execute(update(llm_calls).where(condition).values(status="interrupted"))
 
 
 async def _release_hold(conn: AsyncConnection, message_id: UUID) -> None:
     await conn.execute(budget_holds.delete().where(budget_holds.c.message_id == message_id))
 
 
+async def _answer_ended(conn: AsyncConnection, event: CompleteEvent | ErrorEvent) -> None:
+    """What follows any final event: its call recorded, the calls its earlier attempts left
+    streaming marked interrupted, the budget hold released and the session's turn freed."""
+    if event.llm_call is not None:
+        await _record_llm_call(conn, event, event.llm_call)
+    # A later attempt may already be streaming (this final was late): leave its calls alone.
+    await _interrupt_streaming_calls(conn, event.message_id, event.attempt)
+    await _release_hold(conn, event.message_id)
+    await release_turn(conn, event.session_id, event.message_id)
+
+
 async def save_complete(conn: AsyncConnection, event: CompleteEvent) -> None:
-    await _upsert_assistant(
+    await _save_final(
         conn,
         event,
-        status="complete",
+        status=event.status,  # complete, or stopped (the text is what came until the stop)
         content=event.text,
         model=event.model,
         provider=event.provider,
         tool=event.tool,
         usage=event.usage.model_dump(mode="json") if event.usage else None,
+        error_code=None,
+        error_message=None,
         completed_at=func.now(),
     )
-    if event.llm_call is not None:
-        await _save_llm_call(conn, event, event.llm_call)
-    await _release_hold(conn, event.message_id)
+    await _answer_ended(conn, event)
     await touch_session(conn, event.session_id)
 
 
 async def save_error(conn: AsyncConnection, event: ErrorEvent) -> None:
-    await _upsert_assistant(
+    await _save_final(
         conn,
         event,
         status="error",
@@ -333,9 +518,26 @@ async def save_error(conn: AsyncConnection, event: ErrorEvent) -> None:
         usage=event.llm_call.usage.model_dump(mode="json") if event.llm_call else None,
         completed_at=func.now(),
     )
-    if event.llm_call is not None:
-        await _save_llm_call(conn, event, event.llm_call)
-    await _release_hold(conn, event.message_id)
+    await _answer_ended(conn, event)
+
+
+async def save_progress(conn: AsyncConnection, event: ProgressEvent) -> None:
+    """A model call's usage so far (`streaming`) or its last usage (`interrupted`)."""
+    call = event.llm_call
+    if call.status == "streaming":
+        ended_attempt = (
+            await conn.execute(
+                select(messages.c.attempt).where(
+                    messages.c.id == event.message_id, messages.c.status.in_(TERMINAL)
+                )
+            )
+        ).scalar_one_or_none()
+        if ended_attempt is not None and ended_attempt >= event.attempt:
+            # A report that arrives after its answer ended: that call will never finish.
+            call = call.model_copy(update={"status": "interrupted"})
+        else:
+            await _keep_turn_alive(conn, event.session_id, event.message_id)
+    await _record_llm_call(conn, event, call)
 
 
 # -- budget --------------------------------------------------------------------------------
@@ -366,7 +568,14 @@ async def reserve_budget(
 
     The org's budget row is locked for the rest of the transaction, so concurrent holds for one
     org are decided one after another and can never together exceed the budget.
+
+    One hold per answer: a retried attempt reserving again replaces its answer's hold (and
+    renews its age) rather than adding one. Spend is the month's model calls, except those
+    still `streaming` under a live hold (the hold already counts them). Calls of the answer
+    that are still `streaming` when it reserves again belong to an attempt whose worker is
+    gone: they are marked `interrupted` and count as spent.
     """
+    await _interrupt_streaming_calls(conn, message_id)
     await conn.execute(
         insert(org_budgets)
         .values(org_id=org_id, monthly_budget_usd=default_budget)
@@ -380,22 +589,30 @@ async def reserve_budget(
         )
     ).scalar_one()
     month_start = func.date_trunc("month", func.now())
+    hold_is_live = budget_holds.c.created_at > func.now() - func.make_interval(
+        0, 0, 0, 0, 0, 0, hold_ttl_seconds
+    )
+    covered_by_a_hold = and_(
+        llm_calls.c.status == "streaming",
+        select(budget_holds.c.message_id)
+        .where(budget_holds.c.message_id == llm_calls.c.message_id, hold_is_live)
+        .exists(),
+    )
     spent: Decimal = (
         await conn.execute(
             select(func.coalesce(func.sum(llm_calls.c.cost_usd), 0)).where(
-                llm_calls.c.org_id == org_id, llm_calls.c.created_at >= month_start
+                llm_calls.c.org_id == org_id,
+                llm_calls.c.created_at >= month_start,
+                not_(covered_by_a_hold),
             )
         )
     ).scalar_one()
     held: Decimal = (
         await conn.execute(
             select(func.coalesce(func.sum(budget_holds.c.amount_usd), 0)).where(
-                and_(
-                    budget_holds.c.org_id == org_id,
-                    budget_holds.c.message_id != message_id,
-                    budget_holds.c.created_at
-                    > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, hold_ttl_seconds),
-                )
+                budget_holds.c.org_id == org_id,
+                budget_holds.c.message_id != message_id,
+                hold_is_live,
             )
         )
     ).scalar_one()
@@ -407,7 +624,7 @@ async def reserve_budget(
         await conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[budget_holds.c.message_id],
-                set_={"amount_usd": statement.excluded.amount_usd},
+                set_={"amount_usd": statement.excluded.amount_usd, "created_at": func.now()},
             )
         )
     return BudgetReply(

@@ -38,6 +38,10 @@ sessions = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("end_reason", Text),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # The answer holding the session's turn (issue 8: one answer streams at a time) and since
+    # when; freed when that answer's final event is persisted.
+    Column("active_message_id", UUID(as_uuid=True)),
+    Column("active_since", DateTime(timezone=True)),
     Index("sessions_owner", "org_id", "user_id"),
     Index(
         "sessions_open_by_activity", "last_activity_at", postgresql_where=text("ended_at IS NULL")
@@ -55,6 +59,8 @@ messages = Table(
     Column("content", Text, nullable=False, server_default=""),
     # user messages: complete; assistant: pending → complete | error | stopped
     Column("status", Text, nullable=False),
+    # The attempt (delivery of the work) whose final event set `status` and `content`.
+    Column("attempt", Integer, nullable=False, server_default=text("1")),
     Column("correlation_id", UUID(as_uuid=True), nullable=False),
     Column("reply_to", UUID(as_uuid=True)),  # the user message an assistant message answers
     Column("tier", SmallInteger),
@@ -105,7 +111,9 @@ llm_calls = Table(
     Column("cost_usd", Numeric(14, 6), nullable=False),
     Column("ttft_ms", Float),
     Column("total_ms", Float, nullable=False),
-    Column("status", Text, nullable=False),  # ok | error | stopped
+    # ok | error | stopped (final); streaming (a progress report) | interrupted (never finished)
+    Column("status", Text, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default=text("1")),
     Column("error_code", Text),
     Column("correlation_id", UUID(as_uuid=True), nullable=False),
     _now(),

@@ -1,10 +1,19 @@
-"""Streams one answer per LLM request and publishes it as token events on the session's key."""
+"""Streams one answer per LLM request and publishes it as token events on the session's key.
+
+Issue 8 (docs/decisions/0006-issue8-streams-that-survive.md): each delivery of a request is an
+attempt (`x-delivery-count` + 1) and every event says which; an answer can be stopped, waits for
+(or refuses, or interrupts) the session's answer in progress, reports its usage while it
+streams, and is given up (not acknowledged, so RabbitMQ redelivers it) when the broker is lost.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable
+from typing import Any
 from uuid import uuid4
 
 from faststream.middlewares import AckPolicy
@@ -12,17 +21,29 @@ from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
 from chat_llm_worker.batcher import TokenBatch, TokenBatcher
-from chat_llm_worker.history_client import HistoryClient
+from chat_llm_worker.generations import Generation, Generations
+from chat_llm_worker.history_client import (
+    Breaker,
+    HistoryClient,
+    HistoryUnavailable,
+    OutageAllowance,
+)
 from chat_llm_worker.link import WorkerLink
 from chat_llm_worker.pricing import cost, max_cost
 from chat_llm_worker.providers import Provider, ProviderError, ProviderRequest, ProviderStream
 from chat_llm_worker.settings import LlmWorkerSettings
 from chat_shared.contracts import (
+    AnyWorkerControl,
     CallStatus,
     CompleteEvent,
     ErrorEvent,
     LlmCall,
     LlmRequest,
+    ProgressEvent,
+    QueuedEvent,
+    ReplayReply,
+    RetryingEvent,
+    StopRequest,
     TokenEvent,
     Usage,
     now,
@@ -30,7 +51,7 @@ from chat_shared.contracts import (
 from chat_shared.protocol import ErrorCode
 from chat_shared.runtime import process_work, publish_event
 from chat_shared.timeline import mark_first_output, mark_model_called
-from chat_shared.topology import Topology
+from chat_shared.topology import MAX_DELIVERIES, Topology
 from chat_shared.tracing import inject_headers, span
 
 log = logging.getLogger("chat_llm_worker")
@@ -41,21 +62,79 @@ BUDGET_MESSAGE = (
     "the budget."
 )
 UNAVAILABLE_MESSAGE = "The chat history service did not answer in time. Try again in a moment."
+RETRYING_MESSAGE = "The answer was interrupted; starting again."
+BUSY_MESSAGE = (
+    "An answer is still being written in this chat. Wait for it or stop it, then send your "
+    "message again."
+)
+FAILED_MESSAGE = (
+    "This answer failed several times in a row, so it was set aside. Try sending your message "
+    "again; if it keeps failing, tell your administrator."
+)
+# How often a queued answer asks for the session's turn again.
+CLAIM_INTERVAL_SECONDS = 0.25
+# An interrupted call's usage is published once the broker is back: tried this often, this far
+# apart, then given up (history marks the call from its last progress report).
+INTERRUPTED_REPORT_TRIES = 30
+INTERRUPTED_REPORT_PAUSE_SECONDS = 1.0
+
+
+class AttemptAbandoned(Exception):
+    """The worker lost the broker mid-answer: the request is not acknowledged, and RabbitMQ
+    delivers it again (to this worker once it reconnects, or to another)."""
+
+
+def attempt_of(msg: RabbitMessage) -> tuple[int, bool]:
+    """The attempt a delivery is, and whether it is the last one before the quorum queue
+    dead-letters the request (RabbitMQ 3.10: deliveries with x-delivery-count 0..limit)."""
+    deliveries = int(msg.headers.get("x-delivery-count") or 0)
+    return deliveries + 1, deliveries >= MAX_DELIVERIES
 
 
 def register(
     broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provider, link: WorkerLink
-) -> None:
+) -> Generations:
     topology = Topology(settings.broker_prefix)
-    history = HistoryClient(link.rpc, topology, settings.history_rpc_timeout_seconds)
+    generations = Generations(settings.replay_grace_seconds)
+    history = HistoryClient(
+        link.rpc,
+        topology,
+        settings.history_rpc_timeout_seconds,
+        Breaker(settings.history_breaker_seconds),
+    )
+    outage = OutageAllowance(settings.budget_outage_allowance_usd)
     window = (
         asyncio.Semaphore(settings.token_publish_window) if settings.token_publish_window else None
     )
     price = settings.model_prices[provider.model]
+    background: set[asyncio.Task[None]] = set()
+
+    def on_control(control: AnyWorkerControl) -> ReplayReply | None:
+        if isinstance(control, StopRequest):
+            if generations.stop(control):
+                log.info("stopping an answer", extra={"message_id": str(control.message_id)})
+            return None
+        return generations.replay(control)
+
+    link.on_control = on_control
+    link.on_lost = generations.abandon_all
+
+    def ids(gen: Generation) -> dict[str, Any]:
+        request = gen.request
+        return {
+            "session_id": request.session_id,
+            "correlation_id": request.correlation_id,
+            "message_id": request.message_id,
+            "org_id": request.user.org_id,
+            "user_id": request.user.user_id,
+        }
+
+    async def final(gen: Generation, event: CompleteEvent | ErrorEvent) -> None:
+        await publish_event(broker, topology, event)
+        gen.record(event)
 
     async def fail(
-        request: LlmRequest,
-        seq: int,
+        gen: Generation,
         code: str,
         message: str,
         *,
@@ -64,54 +143,155 @@ def register(
         llm_call: LlmCall | None = None,
     ) -> None:
         event = ErrorEvent(
-            session_id=request.session_id,
-            correlation_id=request.correlation_id,
-            message_id=request.message_id,
-            org_id=request.user.org_id,
-            user_id=request.user.user_id,
-            seq=seq,
+            **ids(gen),
+            seq=gen.seq + 1,
+            attempt=gen.attempt,
             code=code,
             message=message,
             retryable=retryable,
             partial_text=partial_text,
             llm_call=llm_call,
         )
-        await publish_event(broker, topology, event)
+        await final(gen, event)
 
-    async def generate(request: LlmRequest) -> None:
+    async def stopped(gen: Generation, text: str = "", call: LlmCall | None = None) -> None:
+        event = CompleteEvent(
+            **ids(gen),
+            seq=gen.seq + 1,
+            attempt=gen.attempt,
+            text=text,
+            status="stopped",
+            model=call.model if call else None,
+            provider=call.provider if call else None,
+            usage=call.usage if call else None,
+            llm_call=call,
+        )
+        await final(gen, event)
+        log.info("answer stopped", extra={"message_id": str(gen.request.message_id)})
+
+    async def generate(request: LlmRequest, attempt: int, *, last: bool) -> None:
+        gen = generations.begin(request, attempt)
         try:
-            turns = await history.context(request, settings.context_turns)
-        except TimeoutError:
-            await fail(request, 1, ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, retryable=True)
+            await answer(gen)
+        except Exception:
+            if last and not gen.lost:
+                await give_up(gen)
+            else:
+                generations.drop(gen)
+            raise
+        except BaseException:
+            generations.drop(gen)
+            raise
+        generations.end(gen)
+
+    async def give_up(gen: Generation) -> None:
+        """The last allowed delivery failed: say so before RabbitMQ sets the request aside."""
+        try:
+            await fail(gen, ErrorCode.FAILED, FAILED_MESSAGE)
+        except Exception:
+            log.exception("could not tell the user that the answer failed")
+            generations.drop(gen)
             return
+        generations.end(gen)
+
+    async def answer(gen: Generation) -> None:
+        request = gen.request
+        if gen.attempt > 1:
+            await publish_event(
+                broker,
+                topology,
+                RetryingEvent(**ids(gen), attempt=gen.attempt, reason=RETRYING_MESSAGE),
+            )
+        if gen.stopped:  # a stop overtook the request while it was queued
+            await stopped(gen)
+            return
+        if not await take_turn(gen):
+            return
+        turns = await history.context(request, settings.context_turns)
         prompt = ProviderRequest(
             system=settings.system_prompt,
             turns=turns,
             text=request.text,
             max_tokens=settings.llm_max_tokens,
         )
-        hold = max_cost(price, prompt.prompt_chars(), prompt.max_tokens)
-        try:
-            budget = await history.reserve(request.user.org_id, request.message_id, hold)
-        except TimeoutError:
-            await fail(request, 1, ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, retryable=True)
+        if not await hold_budget(gen, prompt):
             return
-        if not budget.allowed:
-            log.info("budget exceeded", extra={"org_id": str(request.user.org_id)})
-            await fail(request, 1, ErrorCode.BUDGET_EXCEEDED, BUDGET_MESSAGE)
+        if gen.stopped:
+            await stopped(gen)
             return
         mark_model_called()
         # The model's first token is an event on this span (see chat_shared.timeline.stamp).
         with span("chat.llm.stream", **{"chat.llm.provider": provider.name}):
-            await stream_answer(request, provider.stream(prompt))
+            await stream_answer(gen, provider.stream(prompt))
 
-    def token_publisher(request: LlmRequest) -> TokenBatcher:
+    async def hold_budget(gen: Generation, prompt: ProviderRequest) -> bool:
+        request = gen.request
+        hold = max_cost(price, prompt.prompt_chars(), prompt.max_tokens)
+        try:
+            budget = await history.reserve(request.user.org_id, request.message_id, hold)
+        except HistoryUnavailable:
+            if outage.take(request.user.org_id, hold):
+                log.warning("history unavailable: answering on the outage allowance")
+                return True
+            await fail(gen, ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, retryable=True)
+            return False
+        outage.reset()
+        if not budget.allowed:
+            log.info("budget exceeded", extra={"org_id": str(request.user.org_id)})
+            await fail(gen, ErrorCode.BUDGET_EXCEEDED, BUDGET_MESSAGE)
+            return False
+        return True
+
+    async def take_turn(gen: Generation) -> bool:
+        """Claim the session's turn per BUSY_POLICY; False when the answer ended instead."""
+        request = gen.request
+        interrupt = settings.busy_policy == "interrupt"
+        queued = False
+        while True:
+            reply = await history.claim_turn(
+                request, interrupt=interrupt, stale_after_seconds=settings.turn_stale_seconds
+            )
+            if reply is None or reply.status == "claimed":
+                holder = reply.holder_message_id if reply is not None else None
+                if interrupt and holder is not None and holder != request.message_id:
+                    await link.broadcast_stop(
+                        StopRequest(
+                            session_id=request.session_id,
+                            message_id=holder,
+                            org_id=request.user.org_id,
+                            user_id=request.user.user_id,
+                            requested_at=now(),
+                        )
+                    )
+                return True
+            if settings.busy_policy == "reject":
+                await fail(gen, ErrorCode.BUSY, BUSY_MESSAGE, retryable=True)
+                return False
+            if not queued:
+                queued = True
+                await publish_event(
+                    broker,
+                    topology,
+                    QueuedEvent(**ids(gen), behind_message_id=reply.holder_message_id),
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gen.woken.wait(), CLAIM_INTERVAL_SECONDS)
+            if gen.lost:
+                raise AttemptAbandoned
+            if gen.stopped:
+                await stopped(gen)
+                return False
+
+    def token_publisher(gen: Generation) -> TokenBatcher:
+        request = gen.request
+
         async def publish(batch: TokenBatch) -> None:
             event = TokenEvent(
                 session_id=request.session_id,
                 correlation_id=request.correlation_id,
                 message_id=request.message_id,
                 seq=batch.seq,
+                attempt=gen.attempt,
                 text=batch.text,
                 deltas=batch.deltas,
                 emitted_at=batch.emitted_at,
@@ -119,19 +299,52 @@ def register(
             # An answer's first token carries the trace context (as publish_event's do), so the
             # gateway's delivery span joins the turn's trace; the others carry no headers.
             await link.publish_token(event, inject_headers() if batch.seq == 1 else None)
+            gen.record(event)
 
         return TokenBatcher(publish, window)
 
-    async def stream_answer(request: LlmRequest, stream: ProviderStream) -> None:
+    def progress(gen: Generation, call: LlmCall) -> ProgressEvent:
+        request = gen.request
+        return ProgressEvent(
+            session_id=request.session_id,
+            correlation_id=request.correlation_id,
+            message_id=request.message_id,
+            org_id=request.user.org_id,
+            user_id=request.user.user_id,
+            attempt=gen.attempt,
+            llm_call=call,
+        )
+
+    async def report_interrupted(gen: Generation, call: LlmCall) -> None:
+        """The abandoned attempt's usage, once the broker takes it again (bounded)."""
+        for _ in range(INTERRUPTED_REPORT_TRIES):
+            try:
+                await asyncio.wait_for(
+                    publish_event(broker, topology, progress(gen, call)),
+                    INTERRUPTED_REPORT_PAUSE_SECONDS * 5,
+                )
+                return
+            except Exception:
+                await asyncio.sleep(INTERRUPTED_REPORT_PAUSE_SECONDS)
+        log.warning("gave up reporting an interrupted call's usage")
+
+    def in_background(work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    async def stream_answer(gen: Generation, stream: ProviderStream) -> None:
         started = time.perf_counter()
         ttft_ms: float | None = None
         parts: list[str] = []
-        tokens = token_publisher(request)
+        tokens = token_publisher(gen)
+        # One call, one id: its progress reports and its final record are one llm_calls row.
+        call_id = uuid4()
 
         def llm_call(status: CallStatus, error_code: str | None = None) -> LlmCall:
             usage = stream.tokens
             return LlmCall(
-                call_id=uuid4(),
+                call_id=call_id,
                 provider=provider.name,
                 model=stream.model,
                 status=status,
@@ -145,7 +358,8 @@ def register(
                 error_code=error_code,
             )
 
-        try:
+        async def pump() -> None:
+            nonlocal ttft_ms
             async for delta in stream:
                 emitted_at = now()
                 if ttft_ms is None:
@@ -156,34 +370,76 @@ def register(
                 parts.append(delta)
                 # Never waits for the broker: deltas that arrive meanwhile are coalesced.
                 tokens.add(delta, emitted_at)
-            seq = await tokens.flush()
-        except ProviderError as exc:
-            seq = await tokens.flush()
-            call = llm_call("error", exc.code)
-            log.warning("llm call failed", extra={"code": exc.code, "seq": seq})
-            await fail(
-                request,
-                seq + 1,
-                exc.code,
-                exc.message,
-                retryable=exc.retryable,
-                partial_text="".join(parts),
-                llm_call=call,
-            )
-            return
+
+        async def report_progress() -> None:
+            while True:
+                await asyncio.sleep(settings.progress_interval_seconds)
+                try:
+                    await asyncio.wait_for(
+                        publish_event(broker, topology, progress(gen, llm_call("streaming"))),
+                        settings.progress_interval_seconds,
+                    )
+                except Exception:
+                    log.warning("could not report a call's progress", exc_info=True)
+
+        pumping = asyncio.create_task(pump())
+        gen.cancel = pumping.cancel
+        reporting = asyncio.create_task(report_progress())
+        try:
+            try:
+                await pumping
+                await tokens.flush()
+            except ProviderError as exc:
+                await tokens.flush()
+                call = llm_call("error", exc.code)
+                log.warning("llm call failed", extra={"code": exc.code, "seq": gen.seq})
+                await fail(
+                    gen,
+                    exc.code,
+                    exc.message,
+                    retryable=exc.retryable,
+                    partial_text="".join(parts),
+                    llm_call=call,
+                )
+                return
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if gen.lost or (current is not None and current.cancelling()):
+                    raise  # SIGTERM past the grace, or the broker is lost: below
+                await tokens.flush()
+                await stopped(gen, "".join(parts), llm_call("stopped"))
+                return
+            except Exception as exc:
+                # A token publish failed: the broker is gone (or going).
+                log.warning("abandoning an answer: %s", exc)
+                gen.lost = True
+            if gen.lost:
+                raise AttemptAbandoned
+        except (asyncio.CancelledError, AttemptAbandoned):
+            await tokens.aclose()
+            interrupted = llm_call("interrupted")
+            if gen.lost:
+                log.warning("broker lost mid-answer: the request will be delivered again")
+                in_background(report_interrupted(gen, interrupted))
+                raise AttemptAbandoned from None
+            # Stopping past the grace: one quick try, the process is about to end.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    publish_event(broker, topology, progress(gen, interrupted)), 1.0
+                )
+            raise
         finally:
+            gen.cancel = None
+            reporting.cancel()
+            pumping.cancel()
             await tokens.aclose()
         call = llm_call("ok")
-        await publish_event(
-            broker,
-            topology,
+        await final(
+            gen,
             CompleteEvent(
-                session_id=request.session_id,
-                correlation_id=request.correlation_id,
-                message_id=request.message_id,
-                org_id=request.user.org_id,
-                user_id=request.user.user_id,
-                seq=seq + 1,
+                **ids(gen),
+                seq=gen.seq + 1,
+                attempt=gen.attempt,
                 text="".join(parts),
                 model=call.model,
                 provider=call.provider,
@@ -208,4 +464,11 @@ def register(
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_llm_request(msg: RabbitMessage) -> None:
-        await process_work(msg, LlmRequest.model_validate_json, generate)
+        attempt, last = attempt_of(msg)
+
+        async def work(request: LlmRequest) -> None:
+            await generate(request, attempt, last=last)
+
+        await process_work(msg, LlmRequest.model_validate_json, work)
+
+    return generations

@@ -1,47 +1,164 @@
-"""Questions the worker asks the history service: context of a session, and budget holds."""
+"""Questions the worker asks the history service: context, budget holds and the session's turn.
+
+Chat goes on while history is down (docs/decisions/0006): after a question times out, a circuit
+breaker answers every question with `HistoryUnavailable` for `HISTORY_BREAKER_SECONDS` without
+asking (so an answer does not wait a whole RPC timeout per question), then lets one question
+through; its answer closes the breaker, its timeout opens it again.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from uuid import UUID
 
 from chat_shared.contracts import (
     BudgetReply,
+    ClaimTurn,
     ContextReply,
     ContextTurn,
     GetContext,
     LlmRequest,
     ReserveBudget,
+    TurnReply,
 )
 from chat_shared.rpc import RpcClient
 from chat_shared.topology import Topology
 
+log = logging.getLogger("chat_llm_worker")
+
+
+class HistoryUnavailable(Exception):
+    """History did not answer in time, or the breaker is open."""
+
+
+class Breaker:
+    def __init__(self, open_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._open_seconds = open_seconds
+        self._clock = clock
+        self._open_until: float | None = None
+        self._probing = False
+
+    @property
+    def closed(self) -> bool:
+        return self._open_until is None
+
+    def allow(self) -> bool:
+        """May a question be asked now? While open: no; once the pause is over: one at a time,
+        until one is answered."""
+        if self._open_until is None:
+            return True
+        if self._probing or self._clock() < self._open_until:
+            return False
+        self._probing = True
+        return True
+
+    def release(self) -> None:
+        """The question let through was not answered, for a reason of the asker's own."""
+        self._probing = False
+
+    def succeeded(self) -> None:
+        if self._open_until is not None:
+            log.info("history answers again")
+        self._open_until = None
+        self._probing = False
+
+    def failed(self) -> None:
+        if self._open_until is None:
+            log.warning("history did not answer; not asking for %.0f s", self._open_seconds)
+        self._open_until = self._clock() + self._open_seconds
+        self._probing = False
+
+
+class OutageAllowance:
+    """What each org may hold for Tier-2 answers on this worker while history is down (the
+    budget cannot be checked). It starts again at the next outage."""
+
+    def __init__(self, per_org_usd: Decimal) -> None:
+        self._per_org = per_org_usd
+        self._held: dict[UUID, Decimal] = {}
+
+    def take(self, org_id: UUID, amount_usd: Decimal) -> bool:
+        held = self._held.get(org_id, Decimal(0))
+        if held + amount_usd > self._per_org:
+            return False
+        self._held[org_id] = held + amount_usd
+        return True
+
+    def reset(self) -> None:
+        self._held.clear()
+
 
 class HistoryClient:
-    def __init__(self, rpc: RpcClient, topology: Topology, timeout: float) -> None:
+    def __init__(
+        self, rpc: RpcClient, topology: Topology, timeout: float, breaker: Breaker
+    ) -> None:
         self._rpc = rpc
         self._queue = topology.history_rpc.name
         self._timeout = timeout
+        self.breaker = breaker
 
-    async def _ask(self, request: GetContext | ReserveBudget) -> bytes:
-        return await self._rpc.ask(
-            self._queue, request.model_dump_json().encode(), expires_in=self._timeout
-        )
+    async def _ask(self, request: GetContext | ReserveBudget | ClaimTurn) -> bytes:
+        if not self.breaker.allow():
+            raise HistoryUnavailable
+        try:
+            body = await self._rpc.ask(
+                self._queue, request.model_dump_json().encode(), expires_in=self._timeout
+            )
+        except TimeoutError as exc:
+            self.breaker.failed()
+            raise HistoryUnavailable from exc
+        except BaseException:
+            # Not history's fault (e.g. the answer was cancelled): let the next one probe.
+            self.breaker.release()
+            raise
+        self.breaker.succeeded()
+        return body
 
     async def context(self, request: LlmRequest, limit: int) -> list[ContextTurn]:
-        body = await self._ask(
-            GetContext(
-                org_id=request.user.org_id,
-                user_id=request.user.user_id,
-                session_id=request.session_id,
-                exclude_message_id=request.user_message_id,
-                limit=limit,
+        """The session's earlier turns; none while history is unavailable (the answer goes on
+        without them)."""
+        try:
+            body = await self._ask(
+                GetContext(
+                    org_id=request.user.org_id,
+                    user_id=request.user.user_id,
+                    session_id=request.session_id,
+                    exclude_message_id=request.user_message_id,
+                    limit=limit,
+                )
             )
-        )
+        except HistoryUnavailable:
+            log.warning("history unavailable: answering without earlier turns")
+            return []
         return ContextReply.model_validate_json(body).turns
 
     async def reserve(self, org_id: UUID, message_id: UUID, amount_usd: Decimal) -> BudgetReply:
+        """Hold budget for a call; `HistoryUnavailable` when history cannot tell."""
         body = await self._ask(
             ReserveBudget(org_id=org_id, message_id=message_id, amount_usd=amount_usd)
         )
         return BudgetReply.model_validate_json(body)
+
+    async def claim_turn(
+        self, request: LlmRequest, *, interrupt: bool, stale_after_seconds: float
+    ) -> TurnReply | None:
+        """Claim the session's turn for the request's answer; None while history is
+        unavailable (the answer goes ahead: one answer per session is not worth no answer)."""
+        try:
+            body = await self._ask(
+                ClaimTurn(
+                    org_id=request.user.org_id,
+                    user_id=request.user.user_id,
+                    session_id=request.session_id,
+                    message_id=request.message_id,
+                    interrupt=interrupt,
+                    stale_after_seconds=stale_after_seconds,
+                )
+            )
+        except HistoryUnavailable:
+            log.warning("history unavailable: answering without claiming the session's turn")
+            return None
+        return TurnReply.model_validate_json(body)

@@ -29,7 +29,7 @@ def create_app(
         log.info("answering with provider %s, model %s", provider.name, provider.model)
 
     async def link_connected() -> bool:
-        return link.connected
+        return link.connected and await link.control_consuming()
 
     return service_app(
         broker,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import anthropic
+from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import MessageParam
 
 from chat_llm_worker.scripted import scripted_reply, split_deltas
@@ -137,20 +138,36 @@ class AnthropicStream:
             system=request.system,
             messages=_messages(request),
         )
-        stream = None
+        deltas = 0
         try:
+            # Leaving this block, however (a stop cancels the task iterating here), closes the
+            # HTTP response: the model stops generating what nobody will read.
             async with stream_manager as stream:
-                async for text in stream.text_stream:
-                    yield text
+                async for event in stream:
+                    if event.type == "message_start":
+                        self.model = event.message.model
+                    if event.type != "text":
+                        self._count(stream, deltas)
+                        continue
+                    deltas += 1
+                    self._count(stream, deltas)
+                    yield event.text
                 final = await stream.get_final_message()
                 self.model = final.model
                 self.tokens = TokenCount(final.usage.input_tokens, final.usage.output_tokens)
         except anthropic.APIError as exc:
-            if stream is not None:
-                # What was generated before the failure still costs money: count it.
-                usage = stream.current_message_snapshot.usage
-                self.tokens = TokenCount(usage.input_tokens, usage.output_tokens)
             raise _provider_error(exc) from exc
+
+    def _count(self, stream: AsyncMessageStream[None], deltas: int) -> None:
+        """Usage so far, for a call that may end before the model reports its final count:
+        input tokens from `message_start`, output tokens the larger of the last reported count
+        and the deltas received (each delta is at least one token)."""
+        try:
+            usage = stream.current_message_snapshot.usage
+        except Exception:  # no message_start yet
+            return
+        self.tokens.input_tokens = usage.input_tokens
+        self.tokens.output_tokens = max(usage.output_tokens, deltas)
 
 
 class AnthropicProvider:

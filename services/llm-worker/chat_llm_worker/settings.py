@@ -57,6 +57,20 @@ class LlmWorkerSettings(ServiceSettings):
     context_turns: int = 20
     history_rpc_timeout_seconds: float = 5.0
     model_prices: dict[str, Price] = Field(default_factory=_default_prices)
+    # Issue 8 (docs/decisions/0006-issue8-streams-that-survive.md).
+    # How long an answer's events stay replayable after it ended (and a stop for a message this
+    # worker does not hold is remembered, in case its request is still queued).
+    replay_grace_seconds: float = Field(default=60, gt=0)
+    # A streaming call's usage is reported (a `progress` event) this often.
+    progress_interval_seconds: float = Field(default=2, gt=0)
+    # A message sent while the session's answer streams: wait for it, refuse it, or stop it.
+    busy_policy: Literal["queue", "reject", "interrupt"] = "queue"
+    # An answer holding its session's turn longer than this is taken over (its worker is gone).
+    turn_stale_seconds: float = Field(default=300, gt=0)
+    # After a history question times out, history is not asked for this long.
+    history_breaker_seconds: float = Field(default=10, gt=0)
+    # What each org may hold per worker for Tier-2 answers while history is down (0: none).
+    budget_outage_allowance_usd: Decimal = Field(default=Decimal("0.50"), ge=0)
 
     @property
     def provider(self) -> Literal["anthropic", "scripted"]:
