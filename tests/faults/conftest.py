@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from chat_shared.contracts import UserRef
-from tests.support.chaos import ChaosNode, chaos_node, rabbitmq_tools_missing
+from tests.support.chaos import ChaosNode, chaos_node, rabbitmq_tools_missing, wait_all_ready
 from tests.support.faultload import FaultReport, format_table
 from tests.support.infra import Databases, delete_topology, unique_prefix
 from tests.support.seed import TEST_JWT_SECRET, create_user, token_for
@@ -89,19 +89,29 @@ class FaultStack:
 FaultStackFactory = Callable[..., FaultStack]
 
 
-@pytest.fixture
-def fault_stack(
-    amqp_url: str, databases: Databases, request: pytest.FixtureRequest
-) -> Iterator[FaultStackFactory]:
+# The suite's one stack: heartbeats every second and a socket silent for 3 s closed (every tab of
+# the suite pings every second), progress reports twice a second, the worker's history breaker
+# opening for 3 s, and a little budget for answers while history is down.
+SETTINGS = {
+    "HEARTBEAT_SECONDS": "1",
+    "CLIENT_SILENCE_SECONDS": "3",
+    "PROGRESS_INTERVAL_SECONDS": "0.5",
+    "HISTORY_BREAKER_SECONDS": "3",
+    "BUDGET_OUTAGE_ALLOWANCE_USD": "1",
+}
+
+
+@contextlib.contextmanager
+def fault_stacks(amqp_url: str, databases: Databases, label: str) -> Iterator[FaultStackFactory]:
     """Start the services as processes: `gateways` gateway replicas (gateway-a, gateway-b, ...)
-    and `workers` LLM workers, with the suite's settings plus `overrides`."""
+    and `workers` LLM workers, with the suite's settings plus `overrides`; stop them after."""
     started: list[FaultStack] = []
 
     def start(
         *, gateways: int = 2, workers: int = 2, broker_url: str | None = None, **overrides: str
     ) -> FaultStack:
         prefix = unique_prefix()
-        log_dir = ARTIFACTS / "logs" / f"faults-{request.node.name[:60]}-{prefix}"
+        log_dir = ARTIFACTS / "logs" / f"faults-{label[:60]}-{prefix}"
         log_dir.mkdir(parents=True, exist_ok=True)
         url = broker_url or amqp_url
         env = {
@@ -134,27 +144,62 @@ def fault_stack(
         stack.wait_ready(timeout=90)
         return fault
 
-    yield start
-    for fault in started:
-        for name, process in fault.stack.processes.items():
-            if process.poll() is None:
-                # A paused process would not act on SIGTERM.
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGCONT)
-            del name
-        fault.stack.stop_all()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_topology(fault.amqp_url, fault.prefix))
+    try:
+        yield start
+    finally:
+        for fault in started:
+            for process in fault.stack.processes.values():
+                if process.poll() is None:
+                    # A paused process would not act on SIGTERM.
+                    with contextlib.suppress(ProcessLookupError):
+                        process.send_signal(signal.SIGCONT)
+            fault.stack.stop_all()
+            with contextlib.suppress(Exception):
+                asyncio.run(delete_topology(fault.amqp_url, fault.prefix))
 
 
 @pytest.fixture(scope="module")
-def broker_node() -> Iterator[ChaosNode]:
-    """A RabbitMQ node of this module's own, to stop and start."""
-    missing = rabbitmq_tools_missing()
-    if missing:
-        pytest.skip(f"the broker-restart fault needs its own RabbitMQ node: {missing}")
+def suite_broker() -> Iterator[ChaosNode | None]:
+    """A RabbitMQ node of the suite's own (to restart it mid-stream without disturbing other
+    tests), or None where one cannot be started: the broker fault is then skipped."""
+    if rabbitmq_tools_missing():
+        yield None
+        return
     with chaos_node() as node:
         yield node
+
+
+@pytest.fixture(scope="module")
+def shared_stack(
+    amqp_url: str, databases: Databases, suite_broker: ChaosNode | None
+) -> Iterator[FaultStack]:
+    """One stack for the whole suite: starting seven processes takes longer than most faults,
+    so each test heals what it broke (see `stack`)."""
+    with fault_stacks(amqp_url, databases, "suite") as start:
+        yield start(broker_url=suite_broker.amqp_url if suite_broker else None, **SETTINGS)
+
+
+@pytest.fixture
+async def stack(shared_stack: FaultStack) -> AsyncIterator[FaultStack]:
+    """The suite's stack, every process up and ready before and after the test: a paused one
+    is resumed, a killed one started again (on its port)."""
+    await heal(shared_stack)
+    yield shared_stack
+    await heal(shared_stack)
+
+
+async def heal(fault: FaultStack) -> None:
+    stack = fault.stack
+    for name in stack.services:
+        process = stack.processes.get(name)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+            continue
+        stack.processes.pop(name, None)
+        service = "gateway" if name in fault.gateways else None
+        service = "llm-worker" if name in fault.workers else service
+        stack.start(name, service=service)
+    await wait_all_ready(stack, timeout=90)
 
 
 @pytest.fixture

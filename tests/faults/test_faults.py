@@ -21,8 +21,15 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from chat_shared.topology import LLM_REQUEST_KEY, Topology
-from tests.faults.conftest import INTENSITY, FaultStack, FaultStackFactory
-from tests.support.chaos import ChaosNode, kill, pause, resume, wait_all_ready
+from tests.faults.conftest import INTENSITY, FaultStack
+from tests.support.chaos import (
+    ChaosNode,
+    kill,
+    pause,
+    rabbitmq_tools_missing,
+    resume,
+    wait_all_ready,
+)
 from tests.support.db import fetch
 from tests.support.faultload import (
     Answer,
@@ -39,7 +46,7 @@ pytestmark = pytest.mark.timeout(300)
 
 Tokens = Callable[[int], Awaitable[list[str]]]
 Record = Callable[[FaultReport], None]
-CONFIG = LoadConfig(answer_chars=INTENSITY.answer_chars)
+CONFIG = LoadConfig(answer_chars=INTENSITY.answer_chars, ping_s=1)
 
 
 def assert_clean(report: FaultReport, *, allow_retryable_errors: bool = False) -> None:
@@ -84,9 +91,9 @@ async def finish(
 
 
 async def test_a_client_that_reconnects_mid_stream_to_the_other_replica_misses_nothing(
-    fault_stack: FaultStackFactory, tokens: Tokens, database_url: str, record: Record
+    stack: FaultStack, tokens: Tokens, database_url: str, record: Record
 ) -> None:
-    fault = fault_stack()
+    fault = stack
     sessions, report = await begin(fault, tokens, "a reconnect to other replica")
     first = [s.replica for s in sessions]
 
@@ -109,9 +116,9 @@ async def test_a_client_that_reconnects_mid_stream_to_the_other_replica_misses_n
 
 
 async def test_a_gateway_replica_killed_mid_stream_loses_its_clients_nothing(
-    fault_stack: FaultStackFactory, tokens: Tokens, database_url: str, record: Record
+    stack: FaultStack, tokens: Tokens, database_url: str, record: Record
 ) -> None:
-    fault = fault_stack()
+    fault = stack
     sessions, report = await begin(fault, tokens, "a gateway replica SIGKILLed")
     answers = await asyncio.gather(*(s.send() for s in sessions))
     await until_mid_stream(sessions, deltas=20)
@@ -132,9 +139,9 @@ async def test_a_gateway_replica_killed_mid_stream_loses_its_clients_nothing(
 
 
 async def test_two_tabs_on_one_session_both_get_the_whole_stream(
-    fault_stack: FaultStackFactory, tokens: Tokens, database_url: str, record: Record
+    stack: FaultStack, tokens: Tokens, database_url: str, record: Record
 ) -> None:
-    fault = fault_stack()
+    fault = stack
     user_tokens = await tokens(INTENSITY.sessions)
     first = await start_sessions(user_tokens, fault.ws_urls, CONFIG)
     second = [
@@ -180,9 +187,9 @@ async def test_two_tabs_on_one_session_both_get_the_whole_stream(
 
 
 async def test_stop_mid_stream_ends_the_answer_within_500_ms_and_persists_it_stopped(
-    fault_stack: FaultStackFactory, tokens: Tokens, database_url: str, record: Record
+    stack: FaultStack, tokens: Tokens, database_url: str, record: Record
 ) -> None:
-    fault = fault_stack()
+    fault = stack
     sessions, report = await begin(fault, tokens, "c stop mid-stream")
 
     async def stop_one(session: FaultSession) -> Answer:
@@ -228,9 +235,9 @@ async def test_stop_mid_stream_ends_the_answer_within_500_ms_and_persists_it_sto
 
 
 async def test_a_message_sent_while_an_answer_streams_waits_then_is_answered(
-    fault_stack: FaultStackFactory, tokens: Tokens, database_url: str, record: Record
+    stack: FaultStack, tokens: Tokens, database_url: str, record: Record
 ) -> None:
-    fault = fault_stack(BUSY_POLICY="queue")
+    fault = stack
     sessions, report = await begin(fault, tokens, "d busy policy: queue")
 
     async def two(session: FaultSession) -> tuple[Answer, Answer]:
@@ -254,14 +261,16 @@ async def test_a_message_sent_while_an_answer_streams_waits_then_is_answered(
 
 
 async def test_a_broker_restarted_mid_stream_loses_no_message_and_leaves_nothing_stuck(
-    fault_stack: FaultStackFactory,
-    broker_node: ChaosNode,
+    stack: FaultStack,
+    suite_broker: ChaosNode | None,
     tokens: Tokens,
     database_url: str,
     record: Record,
 ) -> None:
-    fault = fault_stack(broker_url=broker_node.amqp_url)
-    config = LoadConfig(answer_chars=INTENSITY.answer_chars, answer_deadline_s=60)
+    if suite_broker is None:
+        pytest.skip(f"no RabbitMQ node of the suite's own: {rabbitmq_tools_missing()}")
+    fault = stack
+    config = LoadConfig(answer_chars=INTENSITY.answer_chars, answer_deadline_s=60, ping_s=1)
     sessions, report = await begin(
         fault, tokens, f"e broker restarted {INTENSITY.broker_outage_s:.0f}s", config
     )
@@ -269,9 +278,9 @@ async def test_a_broker_restarted_mid_stream_loses_no_message_and_leaves_nothing
         await session.send()
     await until_mid_stream(sessions, deltas=20)
     report.fault_at = time.time()
-    await asyncio.to_thread(broker_node.stop_app)
+    await asyncio.to_thread(suite_broker.stop_app)
     await asyncio.sleep(INTENSITY.broker_outage_s)
-    await asyncio.to_thread(broker_node.start_app)
+    await asyncio.to_thread(suite_broker.start_app)
     report.fault_end = time.time()
     ready_s = await wait_all_ready(fault.stack, timeout=90)
     report.notes.append(f"every service ready (readyz 200) {ready_s:.1f}s after the broker")
@@ -290,9 +299,9 @@ async def test_a_broker_restarted_mid_stream_loses_no_message_and_leaves_nothing
 
 
 async def test_a_worker_killed_mid_stream_has_its_turns_retried_on_the_other(
-    fault_stack: FaultStackFactory, tokens: Tokens, database_url: str, record: Record
+    stack: FaultStack, tokens: Tokens, database_url: str, record: Record
 ) -> None:
-    fault = fault_stack(PROGRESS_INTERVAL_SECONDS="0.5")
+    fault = stack
     sessions, report = await begin(fault, tokens, "f llm worker SIGKILLed")
     answers = await asyncio.gather(*(s.send() for s in sessions))
     await until_mid_stream(sessions, deltas=30)
@@ -336,14 +345,14 @@ async def test_a_worker_killed_mid_stream_has_its_turns_retried_on_the_other(
     ],
 )
 async def test_chat_goes_on_while_history_is_down_and_everything_is_persisted_after(
-    fault_stack: FaultStackFactory,
+    stack: FaultStack,
     tokens: Tokens,
     database_url: str,
     record: Record,
     outage_s: float,
 ) -> None:
-    fault = fault_stack(HISTORY_BREAKER_SECONDS="3", BUDGET_OUTAGE_ALLOWANCE_USD="1")
-    config = LoadConfig(answer_chars=200, answer_deadline_s=outage_s + 30)
+    fault = stack
+    config = LoadConfig(answer_chars=200, answer_deadline_s=outage_s + 30, ping_s=1)
     sessions, report = await begin(fault, tokens, f"g history down {outage_s:.0f}s", config)
     await asyncio.gather(*(s.ask() for s in sessions))  # before: a context to skip later
 
@@ -380,9 +389,9 @@ async def test_chat_goes_on_while_history_is_down_and_everything_is_persisted_af
 
 
 async def test_a_poison_request_is_dead_lettered_and_other_sessions_still_flow(
-    fault_stack: FaultStackFactory, tokens: Tokens, database_url: str, record: Record
+    stack: FaultStack, tokens: Tokens, database_url: str, record: Record
 ) -> None:
-    fault = fault_stack()
+    fault = stack
     sessions, report = await begin(fault, tokens, "h poison llm.request")
     topology = Topology(fault.prefix)
     poison = [b"not json at all", json.dumps({"type": "llm_request", "v": 1}).encode()]
@@ -428,47 +437,48 @@ async def test_a_poison_request_is_dead_lettered_and_other_sessions_still_flow(
 
 
 async def test_heartbeats_reach_clients_and_a_silent_client_is_closed_4408(
-    fault_stack: FaultStackFactory, tokens: Tokens, database_url: str, record: Record
+    stack: FaultStack, tokens: Tokens, database_url: str, record: Record
 ) -> None:
-    fault = fault_stack(HEARTBEAT_SECONDS="1", CLIENT_SILENCE_SECONDS="3")
+    fault = stack
     user_tokens = await tokens(INTENSITY.sessions + 1)
-    config = LoadConfig(answer_chars=INTENSITY.answer_chars, ping_s=1)
-    sessions = await start_sessions(user_tokens[1:], fault.ws_urls, config)
+    sessions = await start_sessions(user_tokens[1:], fault.ws_urls, CONFIG)
     report = FaultReport("i heartbeats (1s; silence 3s)", sessions=len(sessions))
 
     silent = await websockets.connect(
         fault.ws_urls[0],
         additional_headers={"Authorization": f"Bearer {user_tokens[0]}"},
-        ping_interval=None,
+        ping_interval=None,  # not even WebSocket pings: a half-open connection says nothing
     )
     await silent.send('{"type":"join"}')
     opened = time.time()
     silent_frames: list[str] = []
-    code: int | None = None
+    closed: tuple[int | None, float] | None = None
 
     async def listen() -> None:
-        nonlocal code
+        nonlocal closed
         try:
             while True:
                 silent_frames.append(json.loads(await silent.recv())["type"])
         except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else None
+            closed = (exc.rcvd.code if exc.rcvd else None, time.time() - opened)
 
     listening = asyncio.create_task(listen())
-    await asyncio.gather(*(s.converse(1) for s in sessions))
+    # Two answers each (~10 s): the tabs that ping outlive the silence limit several times.
+    await asyncio.gather(*(s.converse(2) for s in sessions))
     await asyncio.wait_for(listening, 15)
-    closed_after = time.time() - opened
+    assert closed is not None
+    code, closed_after = closed
     report.notes.append(
         f"silent socket closed {code} after {closed_after:.1f}s; "
         f"heartbeats per tab: min {min(s.heartbeats for s in sessions)}"
     )
-    report.recover_s = closed_after
     await finish(report, sessions, database_url)
     record(report)
 
     assert code == 4408, (code, silent_frames)
     assert "heartbeat" in silent_frames
-    assert closed_after < 3 + 3, closed_after
-    assert all(s.heartbeats >= 2 for s in sessions), [s.heartbeats for s in sessions]
+    # Silent for 3 s, checked at each 1 s heartbeat (plus slack for a loaded box).
+    assert 3 <= closed_after < 3 + 1 + 1.5, closed_after
+    assert all(s.heartbeats >= 5 for s in sessions), [s.heartbeats for s in sessions]
     assert all(s.reconnects == 0 for s in sessions), [s.close_codes for s in sessions]
     assert_clean(report)
