@@ -63,6 +63,7 @@ class Answer:
     out_of_order: int = 0
     stale: int = 0  # events of an attempt below the highest seen (to be dropped)
     retrying: list[int] = field(default_factory=list)
+    retrying_at: list[float] = field(default_factory=list)
     queued: bool = False
     resyncs: int = 0
     resynced_whole: bool = False  # the answer ended meanwhile: history sent it whole
@@ -133,6 +134,7 @@ class Answer:
 
     def on_retrying(self, frame: Frame, at: float) -> None:
         self.retrying.append(int(frame["attempt"]))
+        self.retrying_at.append(at)
         self.attempt = max(self.attempt, int(frame["attempt"]))
         self.event_times.append(at)
 
