@@ -30,17 +30,12 @@ class Intensity:
     """How hard the faults hit: CI runs the small one, `make chaos` (CHAOS_FULL=1) the full."""
 
     sessions: int
-    history_outage_s: float
     broker_outage_s: float = 5.0
     answer_chars: int = 600  # 172 deltas: ~4.3 s at the rate below
     rate: int = 40  # deltas per second of the scripted model
 
 
-INTENSITY = (
-    Intensity(sessions=30, history_outage_s=30)
-    if FULL
-    else Intensity(sessions=10, history_outage_s=8)
-)
+INTENSITY = Intensity(sessions=30) if FULL else Intensity(sessions=10)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
