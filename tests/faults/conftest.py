@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from chat_shared.contracts import UserRef
-from tests.support.chaos import ChaosNode, chaos_node, rabbitmq_tools_missing, wait_all_ready
+from chat_shared.topology import Topology
+from tests.support.chaos import (
+    ChaosNode,
+    chaos_node,
+    rabbitmq_tools_missing,
+    wait_all_ready,
+    wait_drained,
+)
 from tests.support.faultload import FaultReport, format_table
 from tests.support.infra import Databases, delete_topology, unique_prefix
 from tests.support.seed import TEST_JWT_SECRET, create_user, token_for
@@ -85,12 +92,12 @@ FaultStackFactory = Callable[..., FaultStack]
 
 
 # The suite's one stack: heartbeats every second and a socket silent for 3 s closed (every tab of
-# the suite pings every second), progress reports twice a second, the worker's history breaker
+# the suite pings every second), progress reports every second, the worker's history breaker
 # opening for 3 s, and a little budget for answers while history is down.
 SETTINGS = {
     "HEARTBEAT_SECONDS": "1",
     "CLIENT_SILENCE_SECONDS": "3",
-    "PROGRESS_INTERVAL_SECONDS": "0.5",
+    "PROGRESS_INTERVAL_SECONDS": "1",
     "HISTORY_BREAKER_SECONDS": "3",
     "BUDGET_OUTAGE_ALLOWANCE_USD": "1",
 }
@@ -184,6 +191,8 @@ async def stack(shared_stack: FaultStack) -> AsyncIterator[FaultStack]:
 
 
 async def heal(fault: FaultStack) -> None:
+    """Every process up and ready, and history caught up (a backlog left by one fault would
+    count against the next)."""
     stack = fault.stack
     for name in stack.services:
         process = stack.processes.get(name)
@@ -195,6 +204,7 @@ async def heal(fault: FaultStack) -> None:
         service = "llm-worker" if name in fault.workers else service
         stack.start(name, service=service)
     await wait_all_ready(stack, timeout=90)
+    await wait_drained(fault.amqp_url, Topology(fault.prefix).history_events.name, timeout=180)
 
 
 @pytest.fixture

@@ -181,3 +181,24 @@ async def wait_all_ready(stack: Stack, timeout: float = 60) -> float:
         if time.monotonic() - started > timeout:
             raise AssertionError(f"not every service is ready after {timeout}s: {status}")
         await asyncio.sleep(0.2)
+
+
+async def queue_depth(amqp_url: str, queue: str) -> int:
+    """Messages ready in `queue` (not counting those delivered and not yet acknowledged)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+
+
+async def wait_drained(amqp_url: str, queue: str, timeout: float = 120) -> float:
+    """Seconds until `queue` is empty (e.g. history has persisted every event it was sent)."""
+    started = time.monotonic()
+    while (depth := await queue_depth(amqp_url, queue)) > 0:
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{queue} still holds {depth} messages after {timeout}s")
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
