@@ -196,6 +196,9 @@ class FaultSession:
         self.heartbeats = 0
         self.frames = 0
         self.foreign = 0  # stream events of an answer this tab knows nothing about
+        # Frames of an answer whose `accepted` has not arrived yet (kept, then replayed).
+        self.early: dict[str, list[tuple[Frame, float]]] = {}
+        self.joined_replicas: list[int] = []  # the replica of each successful join, in order
         self.join_errors: list[str] = []
         self._pump: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
@@ -226,6 +229,7 @@ class FaultSession:
                 )
                 joined = await self._join(ws)
                 if joined is not None:
+                    self.joined_replicas.append(self.replica)
                     self.ws = ws
                     self.connected.set()
                     self._on_joined(joined)
@@ -346,6 +350,10 @@ class FaultSession:
             answer = Answer(expected=None, client_message_id="", sent_at=time.time())
             answer.reply_id = str(message_id)
             self.answers[answer.reply_id] = answer
+        if answer is None and self.pending and frame["type"] in (*STREAM_EVENTS, "queued"):
+            # Perhaps the answer to a `send` whose `accepted` is still on its way.
+            self.early.setdefault(str(message_id), []).append((frame, time.time()))
+            return None
         if answer is None and frame["type"] in STREAM_EVENTS:
             self.foreign += 1
         return answer
@@ -364,6 +372,8 @@ class FaultSession:
                 answer.accepted_at = at
                 self.answers[answer.reply_id] = answer
                 answer.accepted.set()
+                for early, early_at in self.early.pop(answer.reply_id, []):
+                    self._dispatch(early, early_at)
             return
         if kind == "error" and frame.get("client_message_id") and not frame.get("message_id"):
             answer = self.pending.pop(frame["client_message_id"], None)
