@@ -4,17 +4,17 @@ drops its connection (aio-pika reconnects; the bridge must start its own consume
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
+import time
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import aio_pika
 import pytest
 
-from chat_gateway.bridge import BrokerBridge
-from chat_shared.contracts import TokenEvent, UserSignedOut
+from chat_gateway.bridge import BackendUnavailable, BrokerBridge
+from chat_shared.contracts import TokenEvent, UserMessage, UserRef, UserSignedOut
 from chat_shared.topology import Topology, session_key
+from tests.support.broker import close_connection_named
 from tests.support.infra import delete_topology, unique_prefix
 from tests.support.seed import gateway_settings
 
@@ -58,27 +58,6 @@ async def _publish_token(amqp_url: str, prefix: str, session_id: object, text: s
         )
 
 
-def _rabbitmqctl(*args: str) -> str:
-    return subprocess.run(
-        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=30, check=True
-    ).stdout
-
-
-def _close_connection_named(connection_name: str) -> bool:
-    """Make the broker close a client's connection, as a broker restart or a network cut would."""
-    if shutil.which("rabbitmqctl") is None:
-        return False
-    try:
-        listing = _rabbitmqctl("list_connections", "pid", "client_properties")
-    except (OSError, subprocess.SubprocessError):
-        return False
-    for line in listing.splitlines():
-        if connection_name in line:
-            _rabbitmqctl("close_connection", line.split("\t", 1)[0], "closed by a test")
-            return True
-    return False
-
-
 async def test_events_of_a_bound_session_are_delivered_until_it_is_unbound(
     bridge: tuple[BrokerBridge, Received, str], amqp_url: str
 ) -> None:
@@ -116,7 +95,7 @@ async def test_delivery_resumes_after_the_broker_drops_the_connection(
     gateway, received, prefix = bridge
     session_id = uuid4()
     await gateway.bind(session_id)
-    if not _close_connection_named(f"gateway-{gateway.replica_id}"):
+    if not close_connection_named(f"gateway-{gateway.replica_id}"):
         pytest.skip("rabbitmqctl cannot reach this broker (e.g. a container)")
     # Publish until the reconnected bridge receives: it re-declares its queue, re-binds the
     # session and starts its consumer again.
@@ -129,3 +108,31 @@ async def test_delivery_resumes_after_the_broker_drops_the_connection(
         assert routing_key == session_key(session_id, "token")
         return
     pytest.fail("no event reached the bridge after the connection was dropped")
+
+
+async def test_a_message_sent_while_the_broker_is_away_is_refused_at_once(
+    bridge: tuple[BrokerBridge, Received, str],
+) -> None:
+    gateway, _, _ = bridge
+    if not close_connection_named(f"gateway-{gateway.replica_id}"):
+        pytest.skip("rabbitmqctl cannot reach this broker (e.g. a container)")
+    for _ in range(100):
+        if not gateway.connected:
+            break
+        await asyncio.sleep(0.02)
+    assert not gateway.connected  # reconnecting (aio-pika waits a few seconds first)
+    user = UserRef(user_id=uuid4(), org_id=uuid4(), email="a@example.com", name="Ada")
+    message = UserMessage(
+        session_id=uuid4(),
+        correlation_id=uuid4(),
+        message_id=uuid4(),
+        reply_message_id=uuid4(),
+        client_message_id="c1",
+        user=user,
+        text="hello?",
+        received_at=time.time(),
+    )
+    started = time.perf_counter()
+    with pytest.raises(BackendUnavailable, match="not connected"):
+        await gateway.publish_user_message(message)
+    assert time.perf_counter() - started < 0.1  # not after HISTORY_RPC_TIMEOUT_SECONDS

@@ -23,7 +23,7 @@ from chat_shared.contracts import UserRef
 from chat_shared.topology import Topology
 from tests.conftest import StackFactory
 from tests.support.client import ChatClient
-from tests.support.db import fetch, wait_for_rows
+from tests.support.db import wait_for_rows
 from tests.support.seed import create_user, token_for
 from tests.support.stack import Stack
 
@@ -171,16 +171,22 @@ async def test_a_worker_stopped_past_its_grace_hands_the_request_back(
     await assert_nothing_left(stack, amqp_url)
     rows = await wait_for_rows(
         database_url,
-        "SELECT content, status FROM chat.messages WHERE id = :m AND status = 'complete'",
+        "SELECT content, status, attempt FROM chat.messages WHERE id = :m AND status = 'complete'",
         m=UUID(reply_id),
     )
-    assert rows == [{"content": complete["text"], "status": "complete"}]
-    calls = await fetch(
+    # The answer on record is the second attempt's.
+    assert rows == [{"content": complete["text"], "status": "complete", "attempt": 2}]
+    # Both calls are on record: the first attempt's usage as interrupted (the stopping worker
+    # reports it as it gives the request back), the second's as ok.
+    calls = await wait_for_rows(
         database_url,
-        "SELECT status FROM chat.llm_calls WHERE correlation_id = :c",
+        "SELECT attempt, status, output_tokens FROM chat.llm_calls WHERE correlation_id = :c "
+        "ORDER BY attempt",
+        count=2,
         c=UUID(accepted["correlation_id"]),
     )
-    assert [c["status"] for c in calls] == ["ok"]
+    assert [(c["attempt"], c["status"]) for c in calls] == [(1, "interrupted"), (2, "ok")]
+    assert calls[0]["output_tokens"] > 0
     await client.close()
 
 

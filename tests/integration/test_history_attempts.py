@@ -292,3 +292,22 @@ async def test_budget_counts_a_streaming_call_once_and_a_retry_holds_once(
     assert [row.status for row in calls.values()] == ["interrupted"]
     # The answer ended: its hold is gone, both of its calls are spent.
     assert after.spent_usd == Decimal("0.40") and after.reserved_usd == Decimal("0.51")
+
+
+async def test_a_stopped_answer_is_context_for_the_next_turn_unless_it_is_empty(
+    engine: AsyncEngine,
+) -> None:
+    user = _user()
+    routed, complete = await _started(engine, user)
+    await _persist(engine, complete.model_copy(update={"status": "stopped", "text": "Once"}))
+    _, second_routed, second = _turn(user, routed.session_id)
+    async with engine.begin() as conn:
+        await repository.save_routed(conn, second_routed)
+    await _persist(engine, second.model_copy(update={"status": "stopped", "text": ""}))
+
+    async with engine.begin() as conn:
+        turns = await repository.context_turns(
+            conn, user.org_id, user.user_id, routed.session_id, uuid4(), 10
+        )
+
+    assert [(turn.role, turn.text) for turn in turns] == [("user", "hello"), ("assistant", "Once")]

@@ -242,3 +242,59 @@ async def test_a_claim_before_the_session_exists_creates_it_for_its_owner_only(
     assert refused == TurnReply(status="busy", holder_message_id=None)
     assert snapshot.status == "ok" and snapshot.session_id == session_id
     assert (await _holder(engine, session_id)).active_message_id == answer
+
+
+async def test_a_late_final_of_an_earlier_attempt_leaves_the_running_attempt_its_turn(
+    engine: AsyncEngine,
+) -> None:
+    """Attempt 1's error was still in history's queue when attempt 2 took over and began to
+    report its call: the error must not free attempt 2's turn nor drop its budget hold."""
+    user = _user()
+    session_id = await _session(engine, user)
+    _, routed, complete = _turn(user, session_id)
+    answer = routed.message_id
+    await _claim(engine, user, session_id, answer)
+    async with engine.begin() as conn:
+        await repository.reserve_budget(conn, user.org_id, answer, Decimal("0.1"), Decimal(5), 900)
+    report = ProgressEvent(
+        session_id=session_id,
+        correlation_id=routed.correlation_id,
+        message_id=answer,
+        org_id=user.org_id,
+        user_id=user.user_id,
+        attempt=2,
+        llm_call=LlmCall(
+            call_id=uuid4(),
+            provider="scripted",
+            model="m",
+            status="streaming",
+            usage=Usage(),
+            ttft_ms=None,
+            total_ms=100.0,
+        ),
+    )
+    late_error = ErrorEvent(
+        session_id=session_id,
+        correlation_id=routed.correlation_id,
+        message_id=answer,
+        seq=1,
+        attempt=1,
+        org_id=user.org_id,
+        user_id=user.user_id,
+        code="worker_lost",
+        message="The answer was cut off.",
+    )
+    holds = text("SELECT count(*) FROM chat.budget_holds WHERE message_id = :m")
+
+    async with engine.begin() as conn:
+        await repository.save_progress(conn, report)
+        await repository.save_error(conn, late_error)
+        held_after_late_error = (await conn.execute(holds, {"m": answer})).scalar_one()
+    turn_after_late_error = (await _holder(engine, session_id)).active_message_id
+    async with engine.begin() as conn:
+        await repository.save_complete(conn, complete.model_copy(update={"attempt": 2}))
+        held_after_answer = (await conn.execute(holds, {"m": answer})).scalar_one()
+
+    assert (turn_after_late_error, held_after_late_error) == (answer, 1)
+    assert (await _holder(engine, session_id)).active_message_id is None
+    assert held_after_answer == 0

@@ -27,7 +27,7 @@ from tests.support.fake_worker import Answer, FakeWorker
 from tests.support.seed import create_user, token_for
 from tests.support.stack import Stack
 
-REPLAY_TIMEOUT = 0.5
+REPLAY_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +70,28 @@ async def pending_answer(
         user=user,
     )
     await worker.route(answer, UUID(accepted["message_id"]))
+    await history_shows(database_url, answer, "pending")
+    return answer
+
+
+async def history_shows(database_url: str, answer: Answer, status: str) -> None:
     await wait_for_rows(
         database_url,
-        "SELECT 1 FROM chat.messages WHERE id = :m AND status = 'pending'",
+        "SELECT 1 FROM chat.messages WHERE id = :m AND status = :s",
         m=answer.message_id,
+        s=status,
     )
+
+
+async def orphaned_answer(
+    stack: Stack, worker: FakeWorker, user: UserRef, database_url: str
+) -> Answer:
+    """An answer streaming with seq 1-2 shown by a tab since closed; no worker replays it."""
+    first = await connect(stack, user)
+    answer = await pending_answer(first, worker, user, database_url)
+    await worker.stream(answer, 1, 2)
+    await first.close()
+    del worker.answers[answer.message_id]
     return answer
 
 
@@ -157,11 +174,7 @@ async def test_an_answer_that_ended_meanwhile_is_resynced_whole_from_history(
     await first.close()
     await worker.stream(answer, 1, 2, 3)
     complete = await worker.finish(answer)
-    await wait_for_rows(
-        database_url,
-        "SELECT 1 FROM chat.messages WHERE id = :m AND status = 'complete'",
-        m=answer.message_id,
-    )
+    await history_shows(database_url, answer, "complete")
     client = await connect(stack, user, "gateway2")
     await rejoin(client, answer, seq=2)
     resync = await client.recv()
@@ -176,11 +189,7 @@ async def test_an_answer_that_ended_meanwhile_is_resynced_whole_from_history(
 async def test_a_streaming_answer_no_worker_can_replay_is_resynced_without_a_message(
     stack: Stack, worker: FakeWorker, user: UserRef, database_url: str
 ) -> None:
-    first = await connect(stack, user)
-    answer = await pending_answer(first, worker, user, database_url)
-    await worker.stream(answer, 1, 2)
-    await first.close()
-    del worker.answers[answer.message_id]  # its worker died: nobody holds its events
+    answer = await orphaned_answer(stack, worker, user, database_url)  # its worker died
 
     client = await connect(stack, user, "gateway2")
     started = asyncio.get_running_loop().time()
@@ -202,6 +211,29 @@ async def test_a_streaming_answer_no_worker_can_replay_is_resynced_without_a_mes
     await nothing_more(fresh)
     for socket in (client, fresh):
         await socket.close()
+
+
+async def test_an_answer_that_ended_during_the_join_without_a_replayer_is_whole_in_joined(
+    stack: Stack, worker: FakeWorker, user: UserRef, database_url: str
+) -> None:
+    answer = await orphaned_answer(stack, worker, user, database_url)  # or a Tier-1 answer
+
+    async def end_it_meanwhile(request: Any) -> None:
+        # History still showed it streaming when the gateway read it; it ends now.
+        if request.message_id == answer.message_id:
+            await worker.finish(answer)
+            await history_shows(database_url, answer, "complete")
+
+    worker.on_request = end_it_meanwhile
+    client = await connect(stack, user, "gateway2")
+    joined = await rejoin(client, answer, seq=2)
+    message = {m["message_id"]: m for m in joined["messages"]}[str(answer.message_id)]
+    assert (message["status"], message["text"]) == ("complete", "t1.1 t1.2 ")
+    resync = await client.recv()
+    assert (resync["type"], resync["reason"]) == ("resync", "ended")
+    assert resync["message"]["text"] == "t1.1 t1.2 "
+    await nothing_more(client)  # the live `complete`, held during the join, is not sent again
+    await client.close()
 
 
 async def test_an_answer_that_started_over_sends_retrying_then_the_new_attempt(

@@ -4,14 +4,18 @@ It lets the real SDK code path run offline. It is a test double, and says so: th
 reports is `test-double-of-<requested model>`. What it does depends on the last user message:
 - contains `[429]`: HTTP 429 (rate limited);
 - contains `[midstream-error]`: a few deltas, then an `error` event;
+- contains `[slow]`: streams `REPLY` over and over, a delta every `SLOW_DELTA_SECONDS`, for
+  about ten seconds (long enough to be stopped);
 - anything else: streams `REPLY` in small deltas with usage.
-Every request body is recorded in `requests`.
+Every request body is recorded in `requests`; when a client goes away before its stream ended,
+the time (`time.monotonic()`) is recorded in `disconnects`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +30,8 @@ from tests.support.stack import free_port
 
 REPLY = "Finnest is a platform; this reply comes from a local test double of the Messages API."
 INPUT_TOKENS = 42
+SLOW_DELTA_SECONDS = 0.02
+SLOW_REPEATS = 25
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -39,6 +45,7 @@ def _deltas(text: str, size: int = 4) -> list[str]:
 class FakeAnthropic:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.disconnects: list[float] = []
         self.port = free_port()
         self.app = Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"])])
 
@@ -59,9 +66,23 @@ class FakeAnthropic:
             )
         model = f"test-double-of-{body['model']}"
         fail_midway = "[midstream-error]" in text
-        return StreamingResponse(self._stream(model, fail_midway), media_type="text/event-stream")
+        slow = "[slow]" in text
+        return StreamingResponse(
+            self._watched(self._stream(model, fail_midway, slow)), media_type="text/event-stream"
+        )
 
-    async def _stream(self, model: str, fail_midway: bool) -> AsyncIterator[bytes]:
+    async def _watched(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The stream, noting when its client went away before the end."""
+        finished = False
+        try:
+            async for chunk in stream:
+                yield chunk
+            finished = True
+        finally:
+            if not finished:
+                self.disconnects.append(time.monotonic())
+
+    async def _stream(self, model: str, fail_midway: bool, slow: bool) -> AsyncIterator[bytes]:
         yield _sse(
             "message_start",
             {
@@ -86,7 +107,7 @@ class FakeAnthropic:
                 "content_block": {"type": "text", "text": ""},
             },
         )
-        deltas = _deltas(REPLY)
+        deltas = _deltas(REPLY * SLOW_REPEATS if slow else REPLY)
         for index, delta in enumerate(deltas):
             if fail_midway and index == 3:
                 yield _sse(
@@ -105,7 +126,7 @@ class FakeAnthropic:
                     "delta": {"type": "text_delta", "text": delta},
                 },
             )
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(SLOW_DELTA_SECONDS if slow else 0.005)
         yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
         yield _sse(
             "message_delta",

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID, uuid4
 
 import aio_pika
@@ -45,22 +46,22 @@ class Answer:
 
     def token(self, seq: int, text: str | None = None) -> TokenEvent:
         return TokenEvent(
-            session_id=self.session_id,
-            correlation_id=self.correlation_id,
-            message_id=self.message_id,
-            seq=seq,
-            attempt=self.attempt,
-            text=text if text is not None else f"t{self.attempt}.{seq} ",
+            **self._position(seq), text=text if text is not None else f"t{self.attempt}.{seq} "
         )
+
+    def _position(self, seq: int) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "correlation_id": self.correlation_id,
+            "message_id": self.message_id,
+            "seq": seq,
+            "attempt": self.attempt,
+        }
 
     def complete(self, seq: int) -> CompleteEvent:
         text = "".join(e.text for e in self.events if isinstance(e, TokenEvent))
         return CompleteEvent(
-            session_id=self.session_id,
-            correlation_id=self.correlation_id,
-            message_id=self.message_id,
-            seq=seq,
-            attempt=self.attempt,
+            **self._position(seq),
             org_id=self.user.org_id,
             user_id=self.user.user_id,
             text=text,
@@ -77,8 +78,10 @@ class FakeWorker:
         self.answers: dict[UUID, Answer] = {}
         self.stops: asyncio.Queue[StopRequest] = asyncio.Queue()
         self.replay_requests: list[ReplayRequest] = []
-        # Awaited when a replay is asked, before it is answered (to publish live meanwhile).
+        # Awaited when a replay is asked, before it is answered (to publish live meanwhile);
+        # `on_request` for every replay request, also those of answers it does not hold.
         self.before_reply: Callable[[ReplayRequest], Awaitable[None]] | None = None
+        self.on_request: Callable[[ReplayRequest], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect(self._amqp_url)
@@ -155,6 +158,8 @@ class FakeWorker:
             self.stops.put_nowait(request)
             return
         self.replay_requests.append(request)
+        if self.on_request is not None:
+            await self.on_request(request)
         answer = self.answers.get(request.message_id)
         if answer is None or (answer.session_id, answer.user.user_id, answer.user.org_id) != (
             request.session_id,

@@ -16,6 +16,7 @@ from chat_gateway.settings import GatewaySettings
 from chat_shared.contracts import (
     CompleteEvent,
     ErrorEvent,
+    HistoryMessage,
     OpenSession,
     ReplayReply,
     ReplayRequest,
@@ -154,7 +155,7 @@ class Conversation:
                 else:
                     self.error(ErrorCode.FORBIDDEN, "That session does not exist or is not yours.")
                 return False
-            then = await self._catch_up(session_id, snapshot, after)
+            snapshot, then = await self._catch_up(session_id, snapshot, after)
         assert snapshot.session_id is not None
         client.session_ended = snapshot.ended
         user = client.user
@@ -170,10 +171,10 @@ class Conversation:
 
     async def _catch_up(
         self, session_id: UUID, snapshot: SessionSnapshot, after: ResumePoint | None
-    ) -> list[Outgoing]:
-        """What the client must be sent after `joined`, before the live events: the missed events
-        of every answer history shows streaming (replayed by the worker holding it), or a
-        `resync` where they cannot be had."""
+    ) -> tuple[SessionSnapshot, list[Outgoing]]:
+        """The session for `joined`, and what the client must be sent after it, before the live
+        events: the missed events of every answer history shows streaming (replayed by the
+        worker holding it), or a `resync` where they cannot be had."""
         answers = {m.message_id: m for m in snapshot.messages if m.role == "assistant"}
         streaming = [m.message_id for m in answers.values() if m.status == "pending"]
         then: list[Outgoing] = []
@@ -192,10 +193,30 @@ class Conversation:
         replies = await asyncio.gather(
             *(self._replay(session_id, message_id, *point) for message_id, point in points.items())
         )
+        ended: dict[UUID, HistoryMessage] = {}
+        if None in replies:
+            # No worker holds those: a Tier-1 answer, or one whose final event was published
+            # just before the join and that history persists a moment later. Read history again:
+            # what ended meanwhile is whole in `joined`.
+            fresh = await self._open(session_id)
+            if fresh is not None and fresh.status == "ok":
+                snapshot = fresh
+                ended = {
+                    m.message_id: m
+                    for m in fresh.messages
+                    if m.role == "assistant" and m.status != "pending"
+                }
         for (message_id, (attempt, seq)), reply in zip(points.items(), replies, strict=True):
             if reply is None:
+                whole = ended.get(message_id)
+                if whole is not None:
+                    self.client.floor(message_id, *ENDED)
                 if seq > 0:  # the client has part of it, and the rest before now is lost
-                    resync = ResyncFrame(message_id=message_id, reason="replay_unavailable")
+                    resync = ResyncFrame(
+                        message_id=message_id,
+                        reason="ended" if whole is not None else "replay_unavailable",
+                        message=whole,
+                    )
                     then.append(Outgoing(resync.model_dump_json()))
                 continue
             if reply.attempt > attempt:  # the reply starts at seq 1 of a later attempt
@@ -217,7 +238,7 @@ class Conversation:
                             final=isinstance(event, CompleteEvent | ErrorEvent),
                         )
                     )
-        return then
+        return snapshot, then
 
     async def _replay(
         self, session_id: UUID, message_id: UUID, attempt: int, after_seq: int

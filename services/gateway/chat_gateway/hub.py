@@ -74,9 +74,10 @@ class Client:
         # While a join is in progress, frames are held back so that `joined` goes first.
         self._held: list[Outgoing] | None = None
         self._closer: asyncio.Task[None] | None = None
-        # Per answer: the highest (attempt, seq) sent; answers whose final event was sent.
-        self._sent: dict[UUID, tuple[int, int]] = {}
-        self._finished: deque[tuple[float, UUID]] = deque()
+        # Per answer (by `message_id.int`: a UUID's own hash is a Python-level call): the
+        # highest (attempt, seq) sent; when to forget answers whose final event was sent.
+        self._sent: dict[int, tuple[int, int]] = {}
+        self._finished: deque[tuple[float, int]] = deque()
 
     @property
     def joining(self) -> bool:
@@ -90,7 +91,7 @@ class Client:
 
     def floor(self, message_id: UUID, attempt: int, seq: int) -> None:
         """The client has `message_id` up to `seq` of `attempt`: send nothing at or below it."""
-        self._sent[message_id] = (attempt, seq)
+        self._sent[message_id.int] = (attempt, seq)
 
     def release(self, first: str, *then: Outgoing) -> None:
         """Send `first`, then `then`, then whatever was held back meanwhile."""
@@ -110,19 +111,20 @@ class Client:
 
     def _admit(self, message_id: UUID, attempt: int, seq: int, final: bool) -> bool:
         """Is this answer's event new to the socket? Then remember it."""
+        key = message_id.int
         position = (attempt, seq)
-        sent = self._sent.get(message_id)
+        sent = self._sent.get(key)
         if sent is not None and position <= sent:
             return False
         if sent is None and len(self._sent) >= MAX_TRACKED:
             del self._sent[next(iter(self._sent))]
-        self._sent[message_id] = position
+        self._sent[key] = position
         if final:
             now = time.monotonic()
             finished = self._finished
             while finished and finished[0][0] <= now:
                 self._sent.pop(finished.popleft()[1], None)
-            finished.append((now + FORGET_SECONDS, message_id))
+            finished.append((now + FORGET_SECONDS, key))
         return True
 
     def send(

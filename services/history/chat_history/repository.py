@@ -262,10 +262,15 @@ async def context_turns(
     exclude_message_id: UUID,
     limit: int,
 ) -> list[ContextTurn]:
+    # A stopped answer is context too: the user saw it (and may ask to go on); not an empty one.
+    seen = or_(
+        messages.c.status == "complete",
+        and_(messages.c.status == "stopped", messages.c.content != ""),
+    )
     query = _ordered(session_id).where(
         messages.c.org_id == org_id,
         messages.c.user_id == user_id,
-        messages.c.status == "complete",
+        seen,
         messages.c.id != exclude_message_id,
     )
     rows = (await conn.execute(query)).all()[-limit:] if limit > 0 else []
@@ -324,8 +329,16 @@ async def _upsert_assistant(conn: AsyncConnection, event: RoutedEvent, **values:
 
 # What an answer's final event decides outright, and what it only fills in if it has it
 # (the routing may have said already).
-_FINAL_COLUMNS = ("status", "content", "attempt", "usage", "error_code", "error_message")
-_DESCRIPTIVE_COLUMNS = ("model", "provider", "tool", "completed_at")
+_FINAL_COLUMNS = (
+    "status",
+    "content",
+    "attempt",
+    "usage",
+    "error_code",
+    "error_message",
+    "completed_at",
+)
+_DESCRIPTIVE_COLUMNS = ("model", "provider", "tool")
 
 
 async def _save_final(
@@ -478,13 +491,29 @@ async def _release_hold(conn: AsyncConnection, message_id: UUID) -> None:
 
 async def _answer_ended(conn: AsyncConnection, event: CompleteEvent | ErrorEvent) -> None:
     """What follows any final event: its call recorded, the calls its earlier attempts left
-    streaming marked interrupted, the budget hold released and the session's turn freed."""
+    streaming marked interrupted, the budget hold released and the session's turn freed.
+
+    A later attempt may already be running (this final was late in history's queue); if it has
+    reported a call, its calls, hold and turn are left to its own final event.
+    """
     if event.llm_call is not None:
         await _record_llm_call(conn, event, event.llm_call)
-    # A later attempt may already be streaming (this final was late): leave its calls alone.
     await _interrupt_streaming_calls(conn, event.message_id, event.attempt)
-    await _release_hold(conn, event.message_id)
-    await release_turn(conn, event.session_id, event.message_id)
+    later_attempt = (
+        await conn.execute(
+            select(
+                select(llm_calls.c.id)
+                .where(
+                    llm_calls.c.message_id == event.message_id,
+                    llm_calls.c.attempt > event.attempt,
+                )
+                .exists()
+            )
+        )
+    ).scalar_one()
+    if not later_attempt:
+        await _release_hold(conn, event.message_id)
+        await release_turn(conn, event.session_id, event.message_id)
 
 
 async def save_complete(conn: AsyncConnection, event: CompleteEvent) -> None:

@@ -72,7 +72,9 @@ class Generation:
             message_id=self.request.message_id,
             attempt=self.attempt,
             events=events,
-            ended=self.ended_at is not None and bool(self.events),
+            # The final event is among them (recorded once published, before the answer's
+            # handler returns: `ended_at` may come a moment later).
+            ended=bool(events) and isinstance(events[-1], CompleteEvent | ErrorEvent),
         )
 
 
@@ -127,6 +129,10 @@ class Generations:
 
     def get(self, message_id: UUID) -> Generation | None:
         return self._held.get(message_id)
+
+    def stop_waiting(self, message_id: UUID) -> bool:
+        """Is a stop remembered for a message this worker has not taken (yet)?"""
+        return message_id in self._stops
 
     def abandon_all(self) -> None:
         """The broker connection is lost: every answer in progress ends its attempt."""

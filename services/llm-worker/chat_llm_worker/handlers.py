@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, NoReturn
 from uuid import uuid4
 
 from faststream.middlewares import AckPolicy
@@ -50,7 +50,7 @@ from chat_shared.contracts import (
 )
 from chat_shared.protocol import ErrorCode
 from chat_shared.runtime import process_work, publish_event
-from chat_shared.timeline import mark_first_output, mark_model_called
+from chat_shared.timeline import mark_first_output, mark_model_called, stamp
 from chat_shared.topology import MAX_DELIVERIES, Topology
 from chat_shared.tracing import inject_headers, span
 
@@ -73,9 +73,13 @@ FAILED_MESSAGE = (
 )
 # How often a queued answer asks for the session's turn again.
 CLAIM_INTERVAL_SECONDS = 0.25
+# BUSY_POLICY=reject: how long a message is still busy before it is refused.
+REJECT_AFTER_SECONDS = 1.0
 # An interrupted call's usage is published once the broker is back: tried this often, this far
 # apart, then given up (history marks the call from its last progress report).
 INTERRUPTED_REPORT_TRIES = 30
+# How long an answer waits for the worker's lost broker link before it gives the attempt up.
+LINK_WAIT_SECONDS = 30.0
 INTERRUPTED_REPORT_PAUSE_SECONDS = 1.0
 
 
@@ -130,8 +134,11 @@ def register(
         }
 
     async def final(gen: Generation, event: CompleteEvent | ErrorEvent) -> None:
-        await publish_event(broker, topology, event)
-        gen.record(event)
+        # Stamped here so that a replay sends it as it was published (stamping is idempotent).
+        stamped = stamp(event)
+        assert isinstance(stamped, CompleteEvent | ErrorEvent)
+        await publish_event(broker, topology, stamped)
+        gen.record(stamped)
 
     async def fail(
         gen: Generation,
@@ -174,7 +181,8 @@ def register(
         try:
             await answer(gen)
         except Exception:
-            if last and not gen.lost:
+            # Lost broker link or not, the request is dead-lettered after this delivery.
+            if last:
                 await give_up(gen)
             else:
                 generations.drop(gen)
@@ -205,6 +213,10 @@ def register(
         if gen.stopped:  # a stop overtook the request while it was queued
             await stopped(gen)
             return
+        # The link publishes the tokens: when it is lost, the attempt would be too. Waiting for
+        # it keeps a short outage from using up the request's deliveries.
+        if not await link.wait_connected(LINK_WAIT_SECONDS):
+            raise AttemptAbandoned
         if not await take_turn(gen):
             return
         turns = await history.context(request, settings.context_turns)
@@ -247,6 +259,7 @@ def register(
         request = gen.request
         interrupt = settings.busy_policy == "interrupt"
         queued = False
+        reject_after = asyncio.get_running_loop().time() + REJECT_AFTER_SECONDS
         while True:
             reply = await history.claim_turn(
                 request, interrupt=interrupt, stale_after_seconds=settings.turn_stale_seconds
@@ -265,6 +278,11 @@ def register(
                     )
                 return True
             if settings.busy_policy == "reject":
+                # The answer before may have just ended, its final event not yet persisted by
+                # history (which frees the turn then): ask again for a moment before refusing.
+                if asyncio.get_running_loop().time() < reject_after:
+                    await asyncio.sleep(CLAIM_INTERVAL_SECONDS)
+                    continue
                 await fail(gen, ErrorCode.BUSY, BUSY_MESSAGE, retryable=True)
                 return False
             if not queued:
@@ -358,6 +376,12 @@ def register(
                 error_code=error_code,
             )
 
+        def lost(exc: Exception) -> NoReturn:
+            # A token publish failed: the broker is gone (or going).
+            log.warning("abandoning an answer: %s", exc)
+            gen.lost = True
+            raise AttemptAbandoned from exc
+
         async def pump() -> None:
             nonlocal ttft_ms
             async for delta in stream:
@@ -369,7 +393,16 @@ def register(
                     mark_first_output(emitted_at, token=True)
                 parts.append(delta)
                 # Never waits for the broker: deltas that arrive meanwhile are coalesced.
-                tokens.add(delta, emitted_at)
+                try:
+                    tokens.add(delta, emitted_at)
+                except Exception as exc:  # an earlier token publish failed
+                    lost(exc)
+
+        async def flush() -> None:
+            try:
+                await tokens.flush()
+            except Exception as exc:
+                lost(exc)
 
         async def report_progress() -> None:
             while True:
@@ -388,9 +421,9 @@ def register(
         try:
             try:
                 await pumping
-                await tokens.flush()
+                await flush()
             except ProviderError as exc:
-                await tokens.flush()
+                await flush()
                 call = llm_call("error", exc.code)
                 log.warning("llm call failed", extra={"code": exc.code, "seq": gen.seq})
                 await fail(
@@ -406,14 +439,10 @@ def register(
                 current = asyncio.current_task()
                 if gen.lost or (current is not None and current.cancelling()):
                     raise  # SIGTERM past the grace, or the broker is lost: below
-                await tokens.flush()
+                await flush()
                 await stopped(gen, "".join(parts), llm_call("stopped"))
                 return
-            except Exception as exc:
-                # A token publish failed: the broker is gone (or going).
-                log.warning("abandoning an answer: %s", exc)
-                gen.lost = True
-            if gen.lost:
+            if gen.lost:  # the stream ended as the connection was lost
                 raise AttemptAbandoned
         except (asyncio.CancelledError, AttemptAbandoned):
             await tokens.aclose()
@@ -422,11 +451,12 @@ def register(
                 log.warning("broker lost mid-answer: the request will be delivered again")
                 in_background(report_interrupted(gen, interrupted))
                 raise AttemptAbandoned from None
-            # Stopping past the grace: one quick try, the process is about to end.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    publish_event(broker, topology, progress(gen, interrupted)), 1.0
-                )
+            # Stopping past the grace: one quick try on the link (FastStream's connection is
+            # closing already), the process is about to end.
+            try:
+                await asyncio.wait_for(link.publish_progress(progress(gen, interrupted)), 1.0)
+            except Exception:
+                log.warning("could not report an interrupted call's usage", exc_info=True)
             raise
         finally:
             gen.cancel = None

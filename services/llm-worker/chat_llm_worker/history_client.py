@@ -82,7 +82,8 @@ class OutageAllowance:
 
     def take(self, org_id: UUID, amount_usd: Decimal) -> bool:
         held = self._held.get(org_id, Decimal(0))
-        if held + amount_usd > self._per_org:
+        # No allowance refuses every answer, free ones too: the budget cannot be checked.
+        if self._per_org <= 0 or held + amount_usd > self._per_org:
             return False
         self._held[org_id] = held + amount_usd
         return True

@@ -12,13 +12,16 @@ FastStream keeps the rest: consuming LLM requests and publishing `complete` / `e
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
 import aio_pika
 from aio_pika.abc import (
+    AbstractChannel,
     AbstractExchange,
     AbstractQueue,
     AbstractRobustChannel,
@@ -30,6 +33,7 @@ from pydantic import ValidationError
 from chat_llm_worker.settings import LlmWorkerSettings
 from chat_shared.contracts import (
     AnyWorkerControl,
+    ProgressEvent,
     ReplayReply,
     StopRequest,
     TokenEvent,
@@ -40,6 +44,9 @@ from chat_shared.runtime import is_consuming
 from chat_shared.topology import Topology, session_key
 
 log = logging.getLogger("chat_llm_worker")
+
+RECONNECT_SECONDS = 1.0
+POLL_SECONDS = 0.05
 
 # Answers a control message; a reply (to a replay) goes back to its asker.
 OnControl = Callable[[AnyWorkerControl], ReplayReply | None]
@@ -52,10 +59,13 @@ class WorkerLink:
         self.replica_id = uuid4().hex[:12]
         self._connection: AbstractRobustConnection | None = None
         self._events: AbstractExchange | None = None
+        self.connection_name = f"llm-worker-{self.replica_id}"
         self.rpc = RpcClient(f"{self._topology.prefix}.llm-worker.{self.replica_id}.replies")
         self._control: AbstractExchange | None = None
         self._control_queue: AbstractQueue | None = None
         self._control_channel: AbstractRobustChannel | None = None
+        self._events_channel: AbstractChannel | None = None
+        self._rpc_channel: AbstractChannel | None = None
         self._control_tag: str | None = None
         self.on_control: OnControl = lambda control: None
         # Called when the broker connection is lost: answers in flight can no longer be
@@ -64,17 +74,37 @@ class WorkerLink:
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        """Connected, with every channel open (not while aio-pika reconnects: its connection
+        says it is connected a moment before the channels are restored)."""
+        channels = (self._events_channel, self._rpc_channel, self._control_channel)
+        return (
+            self._connection is not None
+            and self._connection.connected.is_set()
+            and all(channel is not None and not channel.is_closed for channel in channels)
+        )
+
+    async def wait_connected(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the connection (to come back). Polled: no callback tells
+        when every channel is restored."""
+        for _ in range(math.ceil(seconds / POLL_SECONDS)):
+            if self.connected:
+                return True
+            await asyncio.sleep(POLL_SECONDS)
+        return self.connected
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
             self._settings.amqp_url,
-            client_properties={"connection_name": f"llm-worker-{self.replica_id}"},
+            client_properties={"connection_name": self.connection_name},
+            # Answers wait for the link when it is lost: try again soon.
+            reconnect_interval=RECONNECT_SECONDS,
         )
-        await self.rpc.start(await self._connection.channel(publisher_confirms=False))
+        self._rpc_channel = await self._connection.channel(publisher_confirms=False)
+        await self.rpc.start(self._rpc_channel)
         events_channel = await self._connection.channel(publisher_confirms=True)
         self._events = await events_channel.get_exchange(self._topology.events.name)
         self._control = await events_channel.get_exchange(self._topology.llm_control.name)
+        self._events_channel = events_channel
 
         control_channel = await self._connection.channel()
         self._control_queue = await control_channel.declare_queue(
@@ -158,6 +188,20 @@ class WorkerLink:
             ),
             routing_key=session_key(event.session_id, event.type),
             mandatory=False,
+        )
+
+    async def publish_progress(self, event: ProgressEvent) -> None:
+        """Publish a call's progress (persistent: history's queue keeps it) and wait for the
+        confirm. For a stopping worker: the link closes only after FastStream's broker."""
+        assert self._events is not None, "the link is not started"
+        await self._events.publish(
+            aio_pika.Message(
+                event.model_dump_json().encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                correlation_id=str(event.correlation_id),
+            ),
+            routing_key=session_key(event.session_id, event.type),
         )
 
     async def stop(self) -> None:

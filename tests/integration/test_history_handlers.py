@@ -1,0 +1,158 @@
+"""The history service's handlers on real RabbitMQ and the services' database role: turn
+claims answered over request/reply, progress and stopped answers persisted from the events
+queue (issue 8)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from faststream.rabbit import RabbitBroker
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from chat_history.handlers import register
+from chat_history.settings import HistorySettings
+from chat_shared.contracts import (
+    ClaimTurn,
+    CompleteEvent,
+    LlmCall,
+    OpenSession,
+    ProgressEvent,
+    RetryingEvent,
+    SessionSnapshot,
+    TurnReply,
+    Usage,
+)
+from chat_shared.declare import declare_topology_at
+from chat_shared.runtime import publish_event
+from chat_shared.topology import Topology
+from tests.support.infra import delete_topology, unique_prefix
+
+
+@pytest.fixture
+async def service(amqp_url: str, app_database_url: str) -> AsyncIterator[dict[str, Any]]:
+    prefix = unique_prefix()
+    settings = HistorySettings(
+        amqp_url=amqp_url, broker_prefix=prefix, database_url=app_database_url
+    )
+    topology = Topology(prefix)
+    await declare_topology_at(amqp_url, topology)
+    engine = create_async_engine(app_database_url)
+    broker = RabbitBroker(amqp_url)
+    register(broker, settings, engine)
+    async with broker:
+        await broker.start()
+        yield {"broker": broker, "topology": topology}
+    await engine.dispose()
+    await delete_topology(amqp_url, prefix)
+
+
+async def _ask(service: dict[str, Any], request: BaseModel) -> bytes:
+    reply = await service["broker"].request(
+        request.model_dump_json().encode(),
+        queue=service["topology"].history_rpc.name,
+        timeout=5,
+    )
+    body: bytes = reply.body
+    return body
+
+
+async def _eventually(
+    database_url: str, query: str, expected: tuple[Any, ...], **params: Any
+) -> tuple[Any, ...] | None:
+    """The query's row once it equals `expected`, or whatever it is after 5 s."""
+    admin = create_async_engine(database_url)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            async with admin.begin() as conn:
+                row = (await conn.execute(text(query), params)).one_or_none()
+            found = None if row is None else tuple(row)
+            if found == expected or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.dispose()
+
+
+async def test_claims_progress_and_a_stopped_answer_through_the_service(
+    service: dict[str, Any], database_url: str
+) -> None:
+    org_id, user_id = uuid4(), uuid4()
+    opened = SessionSnapshot.model_validate_json(
+        await _ask(service, OpenSession(org_id=org_id, user_id=user_id))
+    )
+    assert opened.session_id is not None
+    session_id, answer, correlation_id = opened.session_id, uuid4(), uuid4()
+
+    def claim(message_id: Any) -> ClaimTurn:
+        return ClaimTurn(
+            org_id=org_id, user_id=user_id, session_id=session_id, message_id=message_id
+        )
+
+    first = TurnReply.model_validate_json(await _ask(service, claim(answer)))
+    waiting = uuid4()
+    second = TurnReply.model_validate_json(await _ask(service, claim(waiting)))
+    assert first == TurnReply(status="claimed")
+    assert second == TurnReply(status="busy", holder_message_id=answer)
+
+    cut_off, stopped_call = uuid4(), uuid4()
+    common = {
+        "session_id": session_id,
+        "correlation_id": correlation_id,
+        "message_id": answer,
+        "org_id": org_id,
+        "user_id": user_id,
+    }
+
+    def call(call_id: Any, status: Any, tokens: int) -> LlmCall:
+        return LlmCall(
+            call_id=call_id,
+            provider="scripted",
+            model="m",
+            status=status,
+            usage=Usage(input_tokens=3, output_tokens=tokens, cost_usd=Decimal("0.001") * tokens),
+            ttft_ms=1.0,
+            total_ms=10.0,
+        )
+
+    broker, topology = service["broker"], service["topology"]
+    await publish_event(
+        broker, topology, ProgressEvent(**common, llm_call=call(cut_off, "streaming", 4))
+    )
+    # Not persisted: ignored if it ever reaches history's queue.
+    await publish_event(broker, topology, RetryingEvent(**common, attempt=2, reason="worker lost"))
+    await publish_event(
+        broker,
+        topology,
+        CompleteEvent(
+            **common,
+            seq=5,
+            attempt=2,
+            text="Once upon",
+            status="stopped",
+            llm_call=call(stopped_call, "stopped", 6),
+        ),
+    )
+
+    stored = ("stopped", "Once upon", 2)
+    query = "SELECT status, content, attempt FROM chat.messages WHERE id = :m"
+    assert await _eventually(database_url, query, stored, m=answer) == stored
+    calls = await _eventually(
+        database_url,
+        "SELECT string_agg(status || ':' || output_tokens, ',' ORDER BY attempt) "
+        "FROM chat.llm_calls WHERE message_id = :m",
+        ("interrupted:4,stopped:6",),
+        m=answer,
+    )
+    assert calls == ("interrupted:4,stopped:6",)
+    # The stopped answer freed the turn: the waiting answer gets it.
+    third = TurnReply.model_validate_json(await _ask(service, claim(waiting)))
+    assert third == TurnReply(status="claimed")
