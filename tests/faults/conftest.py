@@ -93,13 +93,17 @@ FaultStackFactory = Callable[..., FaultStack]
 
 # The suite's one stack: heartbeats every second and a socket silent for 3 s closed (every tab of
 # the suite pings every second), progress reports every second, the worker's history breaker
-# opening for 3 s, and a little budget for answers while history is down.
+# opening for 3 s, a little budget for answers while history is down.
 SETTINGS = {
     "HEARTBEAT_SECONDS": "1",
     "CLIENT_SILENCE_SECONDS": "3",
     "PROGRESS_INTERVAL_SECONDS": "1",
     "HISTORY_BREAKER_SECONDS": "3",
     "BUDGET_OUTAGE_ALLOWANCE_USD": "1",
+    # Room for every session's two answers of the busy fault (60 in the full run) on the two
+    # workers: with less, a second message waits in RabbitMQ for a free slot, where the turn
+    # is free by the time a worker takes it and no `queued` is due.
+    "LLM_CONCURRENCY": "32",
 }
 
 
