@@ -118,8 +118,12 @@ class ChaosNode:
         self.wait_port()
 
     def shutdown(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             self.ctl("stop", timeout=60)
+        except (RuntimeError, subprocess.TimeoutExpired):
+            # Not reachable by rabbitmqctl (e.g. it never finished booting): end it by its pid.
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int((self.base / "pid").read_text().strip()), signal.SIGKILL)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
