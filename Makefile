@@ -8,13 +8,15 @@ export DATABASE_URL ?= postgresql+asyncpg://agentchat_app@127.0.0.1:5432/agentch
 export DATABASE_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat
 export GATEWAY_PORT ?= 8000
 
-.PHONY: help run test lint deps web check-infra db bench
+.PHONY: help run test lint deps web check-infra db bench chaos
 
 help:
 	@echo "make run   - install what is missing, prepare the database, start the five services"
 	@echo "make test  - lint, type-check and run the whole test suite"
 	@echo "make bench - the benchmark: the five services vs the minimal relay (a few minutes;"
 	@echo "             BENCH_ARGS=\"--levels 10,100 --repeats 1\" to change it, see docs/benchmarks.md)"
+	@echo "make chaos - the full fault-injection run: more sessions, history down 30 s (root, for"
+	@echo "             its own RabbitMQ node; see docs/faults.md). CI runs a smaller subset"
 
 $(UV):
 	@echo "installing uv (the Python package manager) with pip"
@@ -55,3 +57,7 @@ test: deps web lint
 # Writes bench/results/latest.json and latest.png; the README shows the latest plot.
 bench: check-infra
 	$(UV) run python -m bench $(BENCH_ARGS)
+
+# The fault-injection suite at full strength (CI runs it smaller, in `make test`): docs/faults.md.
+chaos: check-infra
+	CHAOS_FULL=1 $(UV) run pytest tests/faults $(CHAOS_ARGS)
