@@ -148,7 +148,10 @@ class BrokerBridge:
 
     async def bind(self, session_id: UUID) -> None:
         assert self._session_queue is not None and self._events is not None
-        await self._session_queue.bind(self._events, routing_key=session_binding(session_id))
+        try:
+            await self._session_queue.bind(self._events, routing_key=session_binding(session_id))
+        except Exception as exc:  # e.g. a channel still closed right after a broker restart
+            raise BackendUnavailable("could not follow the session's events") from exc
 
     async def unbind(self, session_id: UUID) -> None:
         assert self._session_queue is not None and self._events is not None

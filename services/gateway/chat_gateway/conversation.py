@@ -140,12 +140,14 @@ class Conversation:
             if snapshot is None or snapshot.session_id is None:
                 self._history_unavailable()
                 return False
-            await self.hub.attach(client, snapshot.session_id)
+            if not await self._attach(snapshot.session_id):
+                return False
         else:
             # Bound, and the socket's frames held back, before history is read: nothing
             # published meanwhile is missed. What was held is dropped unless history confirms
             # that the session is this user's.
-            await self.hub.attach(client, session_id)
+            if not await self._attach(session_id):
+                return False
             snapshot = await self._open(session_id)
             if snapshot is None or snapshot.status != "ok":
                 client.discard_held()
@@ -167,6 +169,19 @@ class Conversation:
             previous_session_id=previous,
         )
         client.release(frame.model_dump_json(), *then)
+        return True
+
+    async def _attach(self, session_id: UUID) -> bool:
+        try:
+            await self.hub.attach(self.client, session_id)
+        except BackendUnavailable:
+            log.warning("could not bind a session", exc_info=True)
+            self.error(
+                ErrorCode.UNAVAILABLE,
+                "The connection to the message broker is being restored. Try again in a moment.",
+                retryable=True,
+            )
+            return False
         return True
 
     async def _catch_up(

@@ -24,6 +24,10 @@ def create_engine(settings: HistorySettings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
+        # Every event in flight (HISTORY_PREFETCH) can hold a connection beside the RPCs' pool:
+        # with fewer, handlers timed out waiting for one under a backlog and their events were
+        # redelivered until dead-lettered (docs/faults.md).
+        max_overflow=settings.history_prefetch,
         pool_pre_ping=True,
     )
 

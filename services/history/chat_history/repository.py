@@ -564,9 +564,11 @@ async def save_progress(conn: AsyncConnection, event: ProgressEvent) -> None:
         if ended_attempt is not None and ended_attempt >= event.attempt:
             # A report that arrives after its answer ended: that call will never finish.
             call = call.model_copy(update={"status": "interrupted"})
-        else:
-            await _keep_turn_alive(conn, event.session_id, event.message_id)
+    # The call's row before the session's, as a final event locks them (`_answer_ended`):
+    # the other order deadlocked with a final event of the same answer (docs/faults.md).
     await _record_llm_call(conn, event, call)
+    if call.status == "streaming":
+        await _keep_turn_alive(conn, event.session_id, event.message_id)
 
 
 # -- budget --------------------------------------------------------------------------------
