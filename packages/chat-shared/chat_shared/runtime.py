@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 from aio_pika.abc import AbstractChannel
+from aio_pika.exceptions import ChannelInvalidStateError
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from faststream.rabbit import RabbitBroker
@@ -86,7 +87,12 @@ async def process_work(
             await work(body)
         except Exception:
             log.exception("%s failed; returning it to the queue", type(body).__name__)
-            await message.nack()
+            try:
+                await message.nack()
+            except ChannelInvalidStateError:
+                # The channel it came on is gone (the broker connection was lost): RabbitMQ
+                # returns every unacknowledged message of that channel to its queue by itself.
+                log.warning("could not nack: its channel is closed; the broker requeues it")
             return
     await message.ack()
 
