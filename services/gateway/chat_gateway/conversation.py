@@ -10,12 +10,10 @@ from uuid import UUID, uuid4
 from pydantic import ValidationError
 
 from chat_gateway.bridge import BackendUnavailable, BrokerBridge
-from chat_gateway.frames import retrying_text, to_frame
+from chat_gateway.frames import outgoing, retrying_text
 from chat_gateway.hub import Client, Outgoing, SessionHub
 from chat_gateway.settings import GatewaySettings
 from chat_shared.contracts import (
-    CompleteEvent,
-    ErrorEvent,
     HistoryMessage,
     OpenSession,
     ReplayReply,
@@ -242,17 +240,9 @@ class Conversation:
                 )
                 then.append(Outgoing(retrying.model_dump_json(), message_id, reply.attempt, 0))
             for event in reply.events:
-                frame = to_frame(event)
+                frame = outgoing(event)
                 if frame is not None:
-                    then.append(
-                        Outgoing(
-                            frame.model_dump_json(),
-                            message_id,
-                            event.attempt,
-                            event.seq,
-                            final=isinstance(event, CompleteEvent | ErrorEvent),
-                        )
-                    )
+                    then.append(frame)
         return snapshot, then
 
     async def _replay(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chat_gateway.hub import Outgoing
 from chat_shared.contracts import (
     AnySessionEvent,
     CompleteEvent,
@@ -9,6 +10,7 @@ from chat_shared.contracts import (
     QueuedEvent,
     RetryingEvent,
     SessionEndedEvent,
+    StreamEvent,
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
@@ -98,3 +100,18 @@ def to_frame(event: AnySessionEvent) -> ServerFrame | None:
         case SessionEndedEvent():
             return SessionEndedFrame(session_id=event.session_id, reason=event.reason)
     return None
+
+
+def outgoing(event: AnySessionEvent) -> Outgoing | None:
+    """The event's frame with its place in its answer (for each socket's dedupe), or None."""
+    frame = to_frame(event)
+    if frame is None:
+        return None
+    data = frame.model_dump_json()
+    match event:
+        case StreamEvent():
+            final = isinstance(event, CompleteEvent | ErrorEvent)
+            return Outgoing(data, event.message_id, event.attempt, event.seq, final=final)
+        case RetryingEvent():  # seq 0 of its attempt: it comes before the attempt's events
+            return Outgoing(data, event.message_id, event.attempt, 0)
+    return Outgoing(data)

@@ -98,13 +98,7 @@ class Client:
         held, self._held = self._held or [], None
         self.send(first)
         for outgoing in (*then, *held):
-            self.send(
-                outgoing.data,
-                outgoing.message_id,
-                outgoing.attempt,
-                outgoing.seq,
-                final=outgoing.final,
-            )
+            self.post(outgoing)
 
     def heard(self) -> None:
         self.heard_at = time.monotonic()
@@ -136,13 +130,21 @@ class Client:
         *,
         final: bool = False,
     ) -> None:
+        self.post(Outgoing(data, message_id, attempt, seq, final=final))
+
+    def post(self, outgoing: Outgoing) -> None:
+        """Queue a frame for the socket (held back while joining; an answer's event only if
+        it is new to the socket)."""
         if self._held is not None:
-            self._held.append(Outgoing(data, message_id, attempt, seq, final=final))
+            self._held.append(outgoing)
             return
-        if message_id is not None and not self._admit(message_id, attempt, seq, final):
+        message_id = outgoing.message_id
+        if message_id is not None and not self._admit(
+            message_id, outgoing.attempt, outgoing.seq, outgoing.final
+        ):
             return
         try:
-            self._queue.put_nowait(data)
+            self._queue.put_nowait(outgoing.data)
         except asyncio.QueueFull:
             log.warning(
                 "client too slow; disconnecting it", extra={"user_id": str(self.user.user_id)}
@@ -260,21 +262,11 @@ class SessionHub:
                 del self._clients[session_id]
         await self._release(session_id)
 
-    def deliver(
-        self,
-        session_id: UUID,
-        data: str,
-        message_id: UUID | None = None,
-        attempt: int = 0,
-        seq: int = 0,
-        *,
-        final: bool = False,
-        ends_session: bool = False,
-    ) -> None:
+    def deliver(self, session_id: UUID, outgoing: Outgoing, *, ends_session: bool = False) -> None:
         for client in self._clients.get(session_id, ()):
             if ends_session:
                 client.session_ended = True
-            client.send(data, message_id, attempt, seq, final=final)
+            client.post(outgoing)
 
     def org_of(self, session_id: UUID) -> UUID | None:
         """The org of a session this replica holds sockets for (None if it holds none).

@@ -20,14 +20,11 @@ from chat_gateway.access import AccessControl
 from chat_gateway.auth import TokenVerifier
 from chat_gateway.bridge import BrokerBridge
 from chat_gateway.drain import CLOSE_SERVICE_RESTART, Drain, DrainingServer
-from chat_gateway.frames import to_frame
+from chat_gateway.frames import outgoing
 from chat_gateway.hub import CLOSE_SIGNED_OUT, SessionHub
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.telemetry import Deliveries, watch_sockets
 from chat_shared.contracts import (
-    CompleteEvent,
-    ErrorEvent,
-    RetryingEvent,
     SessionEndedEvent,
     StreamEvent,
     UserSignedOut,
@@ -57,20 +54,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         except (ValueError, ValidationError):
             log.warning("dropped an event that does not match its contract")
             return
-        frame = to_frame(event)
+        frame = outgoing(event)
         if frame is None:
             return
-        data = frame.model_dump_json()
         # Each socket drops an answer's event it was already sent (see hub.Client).
+        hub.deliver(session_id, frame, ends_session=isinstance(event, SessionEndedEvent))
         if isinstance(event, StreamEvent):
-            final = isinstance(event, CompleteEvent | ErrorEvent)
-            hub.deliver(session_id, data, event.message_id, event.attempt, event.seq, final=final)
             assert deliveries is not None
             deliveries.delivered(event)
-        elif isinstance(event, RetryingEvent):
-            hub.deliver(session_id, data, event.message_id, event.attempt, 0)
-        else:
-            hub.deliver(session_id, data, ends_session=isinstance(event, SessionEndedEvent))
 
     def on_control(body: bytes) -> None:
         assert hub is not None

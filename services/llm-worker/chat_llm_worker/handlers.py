@@ -78,9 +78,9 @@ REJECT_AFTER_SECONDS = 1.0
 # An interrupted call's usage is published once the broker is back: tried this often, this far
 # apart, then given up (history marks the call from its last progress report).
 INTERRUPTED_REPORT_TRIES = 30
+INTERRUPTED_REPORT_PAUSE_SECONDS = 1.0
 # How long an answer waits for the worker's lost broker link before it gives the attempt up.
 LINK_WAIT_SECONDS = 30.0
-INTERRUPTED_REPORT_PAUSE_SECONDS = 1.0
 
 
 class AttemptAbandoned(Exception):
@@ -322,16 +322,7 @@ def register(
         return TokenBatcher(publish, window)
 
     def progress(gen: Generation, call: LlmCall) -> ProgressEvent:
-        request = gen.request
-        return ProgressEvent(
-            session_id=request.session_id,
-            correlation_id=request.correlation_id,
-            message_id=request.message_id,
-            org_id=request.user.org_id,
-            user_id=request.user.user_id,
-            attempt=gen.attempt,
-            llm_call=call,
-        )
+        return ProgressEvent(**ids(gen), attempt=gen.attempt, llm_call=call)
 
     async def report_interrupted(gen: Generation, call: LlmCall) -> None:
         """The abandoned attempt's usage, once the broker takes it again (bounded)."""
