@@ -18,10 +18,20 @@ BIN = Path(sys.executable).parent
 SERVICES = ("gateway", "orchestrator", "llm-worker", "tools", "history")
 
 
+# Ports handed out by this test process. The kernel may offer a port again as soon as the probe
+# socket is closed, before the service given it listens: two services of one stack once got the
+# same port, and the second's /readyz was answered by the first.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @dataclass
