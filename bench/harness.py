@@ -131,9 +131,11 @@ def run_level(system: System, sessions: int, config: BenchConfig, seed: int) -> 
         profilers = _start_profilers(config, system.name, sessions, seed, system.pids())
         cpu_start = {name: _cpu_seconds(pid) for name, pid in pids.items()}
         box_start, wall_start = _box_busy_seconds(), time.monotonic()
+        epoch_start = time.time()
         pipe.expect("window_end")
         cpu_end = {name: _cpu_seconds(pid) for name, pid in pids.items()}
         box_end, wall_end = _box_busy_seconds(), time.monotonic()
+        epoch_end = time.time()
         result: dict[str, Any] = pipe.expect("result")[1]
         for profiler in profilers:
             profiler.wait(30)
@@ -169,6 +171,10 @@ def run_level(system: System, sessions: int, config: BenchConfig, seed: int) -> 
             "memory_per_socket_kb": round((rss_mounted - rss_idle) / 1024 / max(1, mounted), 1),
         }
     )
+    hop_times = getattr(system, "hop_times", None)
+    if hop_times is not None:
+        # What was asked in the window has answered (or been cut) by now: the drain is over.
+        result["hops_ms"] = hop_times(epoch_start, epoch_end)
     system_cpu = sum(v for k, v in cpu.items() if k not in ("rabbitmq", "load-client"))
     result["cpu_s_per_1000_tokens"]["all_services"] = (
         round(system_cpu / (tokens / 1000), 4) if tokens else None
@@ -244,6 +250,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                         result["repeat"] = repeat
                         runs.append(result)
                         _log(_one_line(result))
+                        for line in _hop_lines(result):
+                            _log(line)
                         if result["saturated"]:
                             saturated.add(name)
             finally:
@@ -267,6 +275,15 @@ def _one_line(r: dict[str, Any]) -> str:
         f"broken {r['broken_answers']}, unfinished {r['unfinished_answers']}, "
         f"busy {r['box_cpu_busy_cores']} cores, {r['memory_per_socket_kb']} KB/socket"
     )
+
+
+def _hop_lines(r: dict[str, Any]) -> list[str]:
+    lines = []
+    for tier, hops in (r.get("hops_ms") or {}).items():
+        parts = [f"{name} {h['p50']}/{h['p95']}" for name, h in hops.items() if h["count"]]
+        if parts:
+            lines.append(f"  {tier} hops p50/p95 ms: " + ", ".join(parts))
+    return lines
 
 
 # -- aggregation --------------------------------------------------------------------------------

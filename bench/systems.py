@@ -16,13 +16,14 @@ import sys
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import uuid4
 
 import httpx
 import psutil
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.hops import hop_times
 from bench.relay import delete_exchange
 from chat_gateway import identity
 from chat_gateway.auth import mint_token
@@ -152,6 +153,10 @@ class Ours:
 
     def pids(self) -> dict[str, int]:
         return {name: process.pid for name, process in self.stack.processes.items()}
+
+    def hop_times(self, since: float, until: float) -> dict[str, Any]:
+        """Each hop of the answers received in [since, until): bench/hops.py."""
+        return hop_times(self._admin_url, since, until)
 
     def tokens(self, count: int) -> tuple[str | None, ...]:
         if len(self._users) < count:

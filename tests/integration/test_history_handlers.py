@@ -22,15 +22,19 @@ from chat_history.settings import HistorySettings
 from chat_shared.contracts import (
     ClaimTurn,
     CompleteEvent,
+    HoldPrice,
     LlmCall,
     OpenSession,
     ProgressEvent,
     RetryingEvent,
     SessionSnapshot,
+    StartAnswer,
+    StartReply,
     TurnReply,
     Usage,
 )
 from chat_shared.declare import declare_topology_at
+from chat_shared.pricing import max_cost
 from chat_shared.runtime import publish_event
 from chat_shared.topology import Topology
 from tests.support.infra import delete_topology, unique_prefix
@@ -156,3 +160,81 @@ async def test_claims_progress_and_a_stopped_answer_through_the_service(
     # The stopped answer freed the turn: the waiting answer gets it.
     third = TurnReply.model_validate_json(await _ask(service, claim(waiting)))
     assert third == TurnReply(status="claimed")
+
+
+async def test_start_answer_claims_the_turn_then_gives_context_and_a_sized_hold(
+    service: dict[str, Any], database_url: str
+) -> None:
+    """One question before the model call: the turn, the earlier turns, a hold sized for them."""
+    org_id, user_id = uuid4(), uuid4()
+    opened = SessionSnapshot.model_validate_json(
+        await _ask(service, OpenSession(org_id=org_id, user_id=user_id))
+    )
+    assert opened.session_id is not None
+    session_id, asked, answer = opened.session_id, uuid4(), uuid4()
+    admin = create_async_engine(database_url)
+    try:
+        async with admin.begin() as conn:
+            for offset, (role, content) in enumerate(
+                (("user", "hello there"), ("assistant", "hi!"))
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO chat.messages (id, session_id, org_id, user_id, role, content,"
+                        " status, correlation_id, created_at) VALUES (:id, :s, :o, :u, :r, :c,"
+                        " 'complete', :id, now() - make_interval(secs => :ago))"
+                    ),
+                    {
+                        "id": uuid4(),
+                        "s": session_id,
+                        "o": org_id,
+                        "u": user_id,
+                        "r": role,
+                        "c": content,
+                        "ago": 10 - offset,
+                    },
+                )
+            await conn.execute(
+                text("INSERT INTO chat.org_budgets (org_id, monthly_budget_usd) VALUES (:o, 1)"),
+                {"o": org_id},
+            )
+        hold = HoldPrice(
+            input_per_mtok=Decimal(3), output_per_mtok=Decimal(15), prompt_chars=10, max_tokens=1000
+        )
+
+        def start(message_id: Any, price: HoldPrice = hold) -> StartAnswer:
+            return StartAnswer(
+                org_id=org_id,
+                user_id=user_id,
+                session_id=session_id,
+                message_id=message_id,
+                exclude_message_id=asked,
+                hold=price,
+            )
+
+        first = StartReply.model_validate_json(await _ask(service, start(answer)))
+        assert first.turn == TurnReply(status="claimed")
+        assert [(t.role, t.text) for t in first.turns] == [
+            ("user", "hello there"),
+            ("assistant", "hi!"),
+        ]
+        expected = max_cost(hold, 10 + len("hello there") + len("hi!"), 1000)
+        assert first.budget is not None and first.budget.allowed
+        assert first.budget.reserved_usd == expected
+        held = "SELECT amount_usd FROM chat.budget_holds WHERE message_id = :m"
+        assert await _eventually(database_url, held, (expected,), m=answer) == (expected,)
+
+        # Another answer of the session waits for the turn: no context, no hold.
+        other = uuid4()
+        second = StartReply.model_validate_json(await _ask(service, start(other)))
+        assert second == StartReply(turn=TurnReply(status="busy", holder_message_id=answer))
+        async with admin.begin() as conn:
+            assert (await conn.execute(text(held), {"m": other})).first() is None
+
+        # The answer's next attempt keeps its turn; a hold beyond the budget is refused.
+        dear = hold.model_copy(update={"output_per_mtok": Decimal(10_000)})
+        again = StartReply.model_validate_json(await _ask(service, start(answer, dear)))
+        assert again.turn.status == "claimed"
+        assert again.budget is not None and not again.budget.allowed
+    finally:
+        await admin.dispose()

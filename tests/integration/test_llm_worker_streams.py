@@ -36,18 +36,16 @@ from chat_llm_worker.settings import LlmWorkerSettings
 from chat_shared.contracts import (
     AnySessionEvent,
     BudgetReply,
-    ClaimTurn,
     CompleteEvent,
-    ContextReply,
     ErrorEvent,
-    GetContext,
     LlmRequest,
     ProgressEvent,
     QueuedEvent,
     ReplayReply,
     ReplayRequest,
-    ReserveBudget,
     RetryingEvent,
+    StartAnswer,
+    StartReply,
     StopRequest,
     TokenEvent,
     TurnReply,
@@ -73,29 +71,31 @@ FAST = {"scripted_ttft_ms": 5, "scripted_tokens_per_second": 2000}
 
 @dataclass
 class FakeHistory:
-    """Answers the worker's history questions: every context is empty, every budget allowed;
-    turn claims as `claim` says. `silent`: nothing is answered (history is down)."""
+    """Answers the worker's history questions (`StartAnswer`): turn claims as `claim` says;
+    once claimed, no earlier turns and the budget allowed (each hold recorded in `holds`).
+    `silent`: nothing is answered (history is down)."""
 
-    claim: Callable[[ClaimTurn], TurnReply] = lambda asked: TurnReply(status="claimed")
+    claim: Callable[[StartAnswer], TurnReply] = lambda asked: TurnReply(status="claimed")
     silent: bool = False
     asked: list[Any] = field(default_factory=list)
+    holds: list[StartAnswer] = field(default_factory=list)
 
     def answer(self, body: bytes) -> bytes | None:
         request = history_request_adapter.validate_json(body)
         self.asked.append(request)
         if self.silent:
             return None
-        if isinstance(request, GetContext):
-            return ContextReply(turns=[]).model_dump_json().encode()
-        if isinstance(request, ReserveBudget):
-            zero = Decimal(0)
-            reply = BudgetReply(
-                allowed=True, budget_usd=Decimal(100), spent_usd=zero, reserved_usd=zero
-            )
-            return reply.model_dump_json().encode()
-        if isinstance(request, ClaimTurn):
-            return self.claim(request).model_dump_json().encode()
-        raise AssertionError(f"the worker asked history {request!r}")
+        if not isinstance(request, StartAnswer):
+            raise AssertionError(f"the worker asked history {request!r}")
+        turn = self.claim(request)
+        if turn.status != "claimed":
+            return StartReply(turn=turn).model_dump_json().encode()
+        self.holds.append(request)
+        zero = Decimal(0)
+        budget = BudgetReply(
+            allowed=True, budget_usd=Decimal(100), spent_usd=zero, reserved_usd=zero
+        )
+        return StartReply(turn=turn, budget=budget).model_dump_json().encode()
 
     def questions(self, kind: type[Any]) -> list[Any]:
         return [asked for asked in self.asked if isinstance(asked, kind)]
@@ -353,8 +353,8 @@ async def test_a_stop_that_overtakes_its_request_ends_it_when_taken(
     complete = events[0]
     assert isinstance(complete, CompleteEvent)
     assert (complete.status, complete.text, complete.seq) == ("stopped", "", 1)
-    # The model was never asked: no budget held, no call made.
-    assert worker.history.questions(ReserveBudget) == []
+    # The model was never asked: history was not even asked for the turn or a budget hold.
+    assert worker.history.asked == []
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -554,10 +554,10 @@ async def test_a_worker_that_loses_its_broker_link_gives_the_attempt_up_and_retr
 # -- busy policies -----------------------------------------------------------------------------
 
 
-def busy_then_claimed(busy_times: int, holder: UUID) -> Callable[[ClaimTurn], TurnReply]:
+def busy_then_claimed(busy_times: int, holder: UUID) -> Callable[[StartAnswer], TurnReply]:
     claims = 0
 
-    def claim(asked: ClaimTurn) -> TurnReply:
+    def claim(asked: StartAnswer) -> TurnReply:
         nonlocal claims
         claims += 1
         if claims <= busy_times:
@@ -576,7 +576,7 @@ async def test_queue_policy_waits_for_the_turn_then_answers(start_worker: Worker
     assert isinstance(events[0], QueuedEvent) and events[0].behind_message_id == holder
     assert not any(isinstance(e, QueuedEvent) for e in events[1:])  # told once
     assert isinstance(events[-1], CompleteEvent) and events[-1].text == "my turn"
-    claims = history.questions(ClaimTurn)
+    claims = history.questions(StartAnswer)
     assert len(claims) == 4 and {c.stale_after_seconds for c in claims} == {42}
     assert not any(c.interrupt for c in claims)
 
@@ -600,7 +600,7 @@ async def test_reject_policy_refuses_while_the_session_is_busy(
     events = await worker.until_final(request.message_id)
     assert len(events) == 1 and isinstance(events[0], ErrorEvent)
     assert (events[0].code, events[0].retryable, events[0].message) == ("busy", True, BUSY_MESSAGE)
-    assert worker.history.questions(ReserveBudget) == []
+    assert worker.history.holds == []
 
 
 async def test_interrupt_policy_takes_the_turn_and_stops_the_holder(
@@ -615,7 +615,7 @@ async def test_interrupt_policy_takes_the_turn_and_stops_the_holder(
     stop = await asyncio.wait_for(worker.stops.get(), 2)
     assert (stop.message_id, stop.session_id) == (holder, request.session_id)
     assert (stop.org_id, stop.user_id) == (request.user.org_id, request.user.user_id)
-    assert all(c.interrupt for c in history.questions(ClaimTurn))
+    assert all(c.interrupt for c in history.questions(StartAnswer))
 
 
 async def test_interrupt_policy_stops_the_answer_in_progress_end_to_end(
@@ -624,7 +624,7 @@ async def test_interrupt_policy_stops_the_answer_in_progress_end_to_end(
     """Two answers of one session on one worker: the second takes the turn, the first stops."""
     first_id: list[UUID] = []
 
-    def claim(asked: ClaimTurn) -> TurnReply:
+    def claim(asked: StartAnswer) -> TurnReply:
         if not first_id:
             first_id.append(asked.message_id)
             return TurnReply(status="claimed")
@@ -670,7 +670,7 @@ async def test_history_down_the_answer_goes_on_and_the_breaker_stops_asking(
     third = await worker.request("echo: history is back")
     assert isinstance((await worker.until_final(third.message_id))[-1], CompleteEvent)
     kinds = [type(asked) for asked in history.asked[1:]]
-    assert kinds == [ClaimTurn, GetContext, ReserveBudget]
+    assert kinds == [StartAnswer]
 
 
 async def test_history_down_each_org_answers_within_its_outage_allowance(

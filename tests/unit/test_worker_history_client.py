@@ -11,10 +11,9 @@ import pytest
 from chat_llm_worker.history_client import (
     Breaker,
     HistoryClient,
-    HistoryUnavailable,
     OutageAllowance,
 )
-from chat_shared.contracts import ContextReply, ContextTurn
+from chat_shared.contracts import ContextTurn, HoldPrice, LlmRequest, StartReply, TurnReply
 from chat_shared.topology import Topology
 from tests.unit.test_worker_generations import Clock
 from tests.unit.test_worker_generations import request as llm_request
@@ -79,24 +78,35 @@ def test_no_outage_allowance_refuses_even_free_answers() -> None:
     assert not OutageAllowance(Decimal(0)).take(uuid4(), Decimal(0))
 
 
+HOLD = HoldPrice(
+    input_per_mtok=Decimal(3), output_per_mtok=Decimal(15), prompt_chars=10, max_tokens=1024
+)
+
+
+async def start(client: HistoryClient, request: LlmRequest) -> StartReply | None:
+    return await client.start(
+        request, context_limit=20, interrupt=False, stale_after_seconds=300, hold=HOLD
+    )
+
+
 async def test_history_down_means_no_context_no_claim_and_no_budget_answer() -> None:
     rpc = FakeRpc()
     clock = Clock()
     client = HistoryClient(rpc, Topology("t"), 0.1, Breaker(10, clock))  # type: ignore[arg-type]
     request = llm_request()
-    assert await client.context(request, 20) == []
+    assert await start(client, request) is None
     assert rpc.asked == 1
     # The breaker is open: nothing is asked.
-    assert await client.claim_turn(request, interrupt=False, stale_after_seconds=300) is None
-    with pytest.raises(HistoryUnavailable):
-        await client.reserve(request.user.org_id, request.message_id, Decimal(1))
+    assert await start(client, request) is None
     assert rpc.asked == 1
     # After the pause, one question goes through and its answer closes the breaker.
     clock.now = 10
-    earlier = ContextReply(turns=[ContextTurn(role="user", text="earlier")])
+    earlier = StartReply(
+        turn=TurnReply(status="claimed"), turns=[ContextTurn(role="user", text="earlier")]
+    )
     rpc.reply = earlier.model_dump_json().encode()
-    turns = await client.context(request, 20)
-    assert [t.text for t in turns] == ["earlier"]
+    reply = await start(client, request)
+    assert reply is not None and [t.text for t in reply.turns] == ["earlier"]
     assert client.breaker.closed and rpc.asked == 2
 
 
@@ -112,7 +122,7 @@ async def test_a_cancelled_question_does_not_keep_the_breaker_half_open() -> Non
             return b""
 
     client = HistoryClient(SlowRpc(), Topology("t"), 0.1, breaker)  # type: ignore[arg-type]
-    task = asyncio.create_task(client.context(llm_request(), 20))
+    task = asyncio.create_task(start(client, llm_request()))
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

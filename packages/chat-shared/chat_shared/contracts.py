@@ -505,7 +505,47 @@ class TurnReply(Contract):
     holder_message_id: UUID | None = None
 
 
+class HoldPrice(BaseModel):
+    """How to size a call's budget hold: `chat_shared.pricing.max_cost` of `prompt_chars`
+    (the system prompt and the new message) plus the characters of the earlier turns sent."""
+
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    prompt_chars: int
+    max_tokens: int
+
+
+class StartAnswer(Contract):
+    """What an answer needs before its model call, in one round trip and one transaction: the
+    session's turn (as `ClaimTurn`); once the turn is the answer's, its earlier turns (as
+    `GetContext`, at most `context_limit`) and a budget hold sized for them (as `ReserveBudget`).
+
+    One question instead of three keeps two history round trips (and transactions) off every
+    answer's first token (docs/benchmarks.md)."""
+
+    op: Literal["start_answer"] = "start_answer"
+    org_id: UUID
+    user_id: UUID
+    session_id: UUID
+    message_id: UUID
+    exclude_message_id: UUID
+    context_limit: int = 20
+    interrupt: bool = False
+    stale_after_seconds: float = 300
+    hold: HoldPrice
+
+
+class StartReply(Contract):
+    turn: TurnReply
+    # Only when the turn was claimed: the earlier turns, and whether the budget allows the call.
+    turns: list[ContextTurn] = Field(default_factory=list)
+    budget: BudgetReply | None = None
+
+
+# GetContext, ReserveBudget and ClaimTurn are what LLM workers before StartAnswer ask; history
+# still answers them, so workers and history can be upgraded in any order.
 AnyHistoryRequest = Annotated[
-    OpenSession | GetContext | ReserveBudget | GetTimeline | ClaimTurn, Field(discriminator="op")
+    OpenSession | GetContext | ReserveBudget | GetTimeline | ClaimTurn | StartAnswer,
+    Field(discriminator="op"),
 ]
 history_request_adapter: TypeAdapter[AnyHistoryRequest] = TypeAdapter(AnyHistoryRequest)

@@ -30,6 +30,7 @@ from chat_shared.contracts import (
     RetryingEvent,
     RoutedEvent,
     SessionEndedEvent,
+    StartAnswer,
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
@@ -114,6 +115,13 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
                 case GetTimeline():
                     return await timings.timeline(
                         conn, request.org_id, request.user_id, request.message_id
+                    )
+                case StartAnswer():
+                    return await repository.start_answer(
+                        conn,
+                        request,
+                        settings.default_org_budget_usd,
+                        settings.budget_hold_ttl_seconds,
                     )
                 case ClaimTurn():
                     return await repository.claim_turn(

@@ -31,11 +31,14 @@ from chat_shared.contracts import (
     ProgressEvent,
     RoutedEvent,
     SessionSnapshot,
+    StartAnswer,
+    StartReply,
     ToolCallEvent,
     ToolResultEvent,
     TurnReply,
     UserMessage,
 )
+from chat_shared.pricing import max_cost
 
 log = logging.getLogger("chat_history.repository")
 
@@ -664,3 +667,50 @@ async def reserve_budget(
         spent_usd=spent,
         reserved_usd=held + (amount if allowed else 0),
     )
+
+
+# -- an answer's start ---------------------------------------------------------------------
+
+
+async def start_answer(
+    conn: AsyncConnection,
+    request: StartAnswer,
+    default_budget: Decimal,
+    hold_ttl_seconds: int,
+) -> StartReply:
+    """`StartAnswer`: the session's turn; once it is the answer's, its earlier turns and a
+    budget hold sized for them, in the caller's one transaction."""
+    # RabbitMQ delivers a request to one worker at a time: an attempt asking now means every
+    # earlier attempt's worker is gone. Their calls first: llm_calls rows are locked before the
+    # session's row, as final and progress events lock them (`save_progress`).
+    await _interrupt_streaming_calls(conn, request.message_id)
+    turn = await claim_turn(
+        conn,
+        request.org_id,
+        request.user_id,
+        request.session_id,
+        request.message_id,
+        interrupt=request.interrupt,
+        stale_after_seconds=request.stale_after_seconds,
+    )
+    if turn.status != "claimed":
+        return StartReply(turn=turn)
+    turns = await context_turns(
+        conn,
+        request.org_id,
+        request.user_id,
+        request.session_id,
+        request.exclude_message_id,
+        request.context_limit,
+    )
+    hold = request.hold
+    prompt_chars = hold.prompt_chars + sum(len(earlier.text) for earlier in turns)
+    budget = await reserve_budget(
+        conn,
+        request.org_id,
+        request.message_id,
+        max_cost(hold, prompt_chars, hold.max_tokens),
+        default_budget,
+        hold_ttl_seconds,
+    )
+    return StartReply(turn=turn, turns=turns, budget=budget)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 from uuid import uuid4
 
 from faststream.middlewares import AckPolicy
@@ -25,29 +26,31 @@ from chat_llm_worker.generations import Generation, Generations
 from chat_llm_worker.history_client import (
     Breaker,
     HistoryClient,
-    HistoryUnavailable,
     OutageAllowance,
 )
 from chat_llm_worker.link import WorkerLink
-from chat_llm_worker.pricing import cost, max_cost
 from chat_llm_worker.providers import Provider, ProviderError, ProviderRequest, ProviderStream
 from chat_llm_worker.settings import LlmWorkerSettings
 from chat_shared.contracts import (
     AnyWorkerControl,
+    BudgetReply,
     CallStatus,
     CompleteEvent,
     ErrorEvent,
+    HoldPrice,
     LlmCall,
     LlmRequest,
     ProgressEvent,
     QueuedEvent,
     ReplayReply,
     RetryingEvent,
+    StartReply,
     StopRequest,
     TokenEvent,
     Usage,
     now,
 )
+from chat_shared.pricing import cost, max_cost
 from chat_shared.protocol import ErrorCode
 from chat_shared.runtime import process_work, publish_event
 from chat_shared.timeline import mark_first_output, mark_model_called, stamp
@@ -81,6 +84,14 @@ INTERRUPTED_REPORT_TRIES = 30
 INTERRUPTED_REPORT_PAUSE_SECONDS = 1.0
 # How long an answer waits for the worker's lost broker link before it gives the attempt up.
 LINK_WAIT_SECONDS = 30.0
+
+
+class Ended(enum.Enum):
+    ENDED = "ended"
+
+
+# `take_turn`: the answer ended before its model call (refused, or stopped while it waited).
+ENDED: Final = Ended.ENDED
 
 
 class AttemptAbandoned(Exception):
@@ -217,16 +228,16 @@ def register(
         # it keeps a short outage from using up the request's deliveries.
         if not await link.wait_connected(LINK_WAIT_SECONDS):
             raise AttemptAbandoned
-        if not await take_turn(gen):
+        started = await take_turn(gen)
+        if started is ENDED:
             return
-        turns = await history.context(request, settings.context_turns)
         prompt = ProviderRequest(
             system=settings.system_prompt,
-            turns=turns,
+            turns=started.turns if started is not None else [],
             text=request.text,
             max_tokens=settings.llm_max_tokens,
         )
-        if not await hold_budget(gen, prompt):
+        if not await hold_budget(gen, prompt, started.budget if started is not None else None):
             return
         if gen.stopped:
             await stopped(gen)
@@ -236,12 +247,14 @@ def register(
         with span("chat.llm.stream", **{"chat.llm.provider": provider.name}):
             await stream_answer(gen, provider.stream(prompt))
 
-    async def hold_budget(gen: Generation, prompt: ProviderRequest) -> bool:
+    async def hold_budget(
+        gen: Generation, prompt: ProviderRequest, budget: BudgetReply | None
+    ) -> bool:
+        """Whether the call may go ahead: history's hold (`budget`), or, while history is
+        unavailable (None), the org's outage allowance."""
         request = gen.request
-        hold = max_cost(price, prompt.prompt_chars(), prompt.max_tokens)
-        try:
-            budget = await history.reserve(request.user.org_id, request.message_id, hold)
-        except HistoryUnavailable:
+        if budget is None:
+            hold = max_cost(price, prompt.prompt_chars(), prompt.max_tokens)
             if outage.take(request.user.org_id, hold):
                 log.warning("history unavailable: answering on the outage allowance")
                 return True
@@ -254,18 +267,30 @@ def register(
             return False
         return True
 
-    async def take_turn(gen: Generation) -> bool:
-        """Claim the session's turn per BUSY_POLICY; False when the answer ended instead."""
+    async def take_turn(gen: Generation) -> StartReply | Ended | None:
+        """Claim the session's turn per BUSY_POLICY, with the answer's earlier turns and budget
+        hold (`StartAnswer`); None when history is unavailable, ENDED when the answer ended
+        instead (refused, or stopped while it waited)."""
         request = gen.request
         interrupt = settings.busy_policy == "interrupt"
         queued = False
         reject_after = asyncio.get_running_loop().time() + REJECT_AFTER_SECONDS
+        hold = HoldPrice(
+            input_per_mtok=price.input_per_mtok,
+            output_per_mtok=price.output_per_mtok,
+            prompt_chars=len(settings.system_prompt) + len(request.text),
+            max_tokens=settings.llm_max_tokens,
+        )
         while True:
-            reply = await history.claim_turn(
-                request, interrupt=interrupt, stale_after_seconds=settings.turn_stale_seconds
+            reply = await history.start(
+                request,
+                context_limit=settings.context_turns,
+                interrupt=interrupt,
+                stale_after_seconds=settings.turn_stale_seconds,
+                hold=hold,
             )
-            if reply is None or reply.status == "claimed":
-                holder = reply.holder_message_id if reply is not None else None
+            if reply is None or reply.turn.status == "claimed":
+                holder = reply.turn.holder_message_id if reply is not None else None
                 if interrupt and holder is not None and holder != request.message_id:
                     await link.broadcast_stop(
                         StopRequest(
@@ -276,7 +301,7 @@ def register(
                             requested_at=now(),
                         )
                     )
-                return True
+                return reply
             if settings.busy_policy == "reject":
                 # The answer before may have just ended, its final event not yet persisted by
                 # history (which frees the turn then): ask again for a moment before refusing.
@@ -284,13 +309,13 @@ def register(
                     await asyncio.sleep(CLAIM_INTERVAL_SECONDS)
                     continue
                 await fail(gen, ErrorCode.BUSY, BUSY_MESSAGE, retryable=True)
-                return False
+                return ENDED
             if not queued:
                 queued = True
                 await publish_event(
                     broker,
                     topology,
-                    QueuedEvent(**ids(gen), behind_message_id=reply.holder_message_id),
+                    QueuedEvent(**ids(gen), behind_message_id=reply.turn.holder_message_id),
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(gen.woken.wait(), CLAIM_INTERVAL_SECONDS)
@@ -298,7 +323,7 @@ def register(
                 raise AttemptAbandoned
             if gen.stopped:
                 await stopped(gen)
-                return False
+                return ENDED
 
     def token_publisher(gen: Generation) -> TokenBatcher:
         request = gen.request

@@ -1,4 +1,5 @@
-"""Questions the worker asks the history service: context, budget holds and the session's turn.
+"""The question the worker asks the history service before each model call (`StartAnswer`: the
+session's turn, the earlier turns and a budget hold, in one round trip).
 
 Chat goes on while history is down (docs/decisions/0006): after a question times out, a circuit
 breaker answers every question with `HistoryUnavailable` for `HISTORY_BREAKER_SECONDS` without
@@ -14,16 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from uuid import UUID
 
-from chat_shared.contracts import (
-    BudgetReply,
-    ClaimTurn,
-    ContextReply,
-    ContextTurn,
-    GetContext,
-    LlmRequest,
-    ReserveBudget,
-    TurnReply,
-)
+from chat_shared.contracts import HoldPrice, LlmRequest, StartAnswer, StartReply
 from chat_shared.rpc import RpcClient
 from chat_shared.topology import Topology
 
@@ -101,7 +93,7 @@ class HistoryClient:
         self._timeout = timeout
         self.breaker = breaker
 
-    async def _ask(self, request: GetContext | ReserveBudget | ClaimTurn) -> bytes:
+    async def _ask(self, request: StartAnswer) -> bytes:
         if not self.breaker.allow():
             raise HistoryUnavailable
         try:
@@ -118,48 +110,34 @@ class HistoryClient:
         self.breaker.succeeded()
         return body
 
-    async def context(self, request: LlmRequest, limit: int) -> list[ContextTurn]:
-        """The session's earlier turns; none while history is unavailable (the answer goes on
-        without them)."""
+    async def start(
+        self,
+        request: LlmRequest,
+        *,
+        context_limit: int,
+        interrupt: bool,
+        stale_after_seconds: float,
+        hold: HoldPrice,
+    ) -> StartReply | None:
+        """Claim the session's turn for the request's answer and, once claimed, get its earlier
+        turns and hold budget for the call. None while history is unavailable: the answer goes
+        ahead without earlier turns and without the turn (one answer per session is not worth
+        no answer), on the outage allowance."""
         try:
             body = await self._ask(
-                GetContext(
-                    org_id=request.user.org_id,
-                    user_id=request.user.user_id,
-                    session_id=request.session_id,
-                    exclude_message_id=request.user_message_id,
-                    limit=limit,
-                )
-            )
-        except HistoryUnavailable:
-            log.warning("history unavailable: answering without earlier turns")
-            return []
-        return ContextReply.model_validate_json(body).turns
-
-    async def reserve(self, org_id: UUID, message_id: UUID, amount_usd: Decimal) -> BudgetReply:
-        """Hold budget for a call; `HistoryUnavailable` when history cannot tell."""
-        body = await self._ask(
-            ReserveBudget(org_id=org_id, message_id=message_id, amount_usd=amount_usd)
-        )
-        return BudgetReply.model_validate_json(body)
-
-    async def claim_turn(
-        self, request: LlmRequest, *, interrupt: bool, stale_after_seconds: float
-    ) -> TurnReply | None:
-        """Claim the session's turn for the request's answer; None while history is
-        unavailable (the answer goes ahead: one answer per session is not worth no answer)."""
-        try:
-            body = await self._ask(
-                ClaimTurn(
+                StartAnswer(
                     org_id=request.user.org_id,
                     user_id=request.user.user_id,
                     session_id=request.session_id,
                     message_id=request.message_id,
+                    exclude_message_id=request.user_message_id,
+                    context_limit=context_limit,
                     interrupt=interrupt,
                     stale_after_seconds=stale_after_seconds,
+                    hold=hold,
                 )
             )
         except HistoryUnavailable:
-            log.warning("history unavailable: answering without claiming the session's turn")
+            log.warning("history unavailable: answering without earlier turns or the turn")
             return None
-        return TurnReply.model_validate_json(body)
+        return StartReply.model_validate_json(body)

@@ -1,10 +1,24 @@
-"""What a call costs, and how much of the budget to hold before making one."""
+"""What a call costs, and how much of the budget to hold before making one.
+
+Shared: the LLM worker prices calls, and the history service sizes a budget hold once it knows
+the length of the answer's earlier turns (`StartAnswer`, one round trip before the model call).
+"""
 
 from __future__ import annotations
 
 from decimal import ROUND_UP, Decimal
+from typing import Protocol
 
-from chat_llm_worker.settings import Price
+
+class Price(Protocol):
+    """US dollars per million tokens."""
+
+    @property
+    def input_per_mtok(self) -> Decimal: ...
+
+    @property
+    def output_per_mtok(self) -> Decimal: ...
+
 
 MILLION = Decimal(1_000_000)
 CENT_FRACTION = Decimal("0.000001")
