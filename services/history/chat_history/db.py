@@ -23,11 +23,14 @@ log = logging.getLogger("chat_history.db")
 def create_engine(settings: HistorySettings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
-        pool_size=settings.database_pool_size,
-        # Every event in flight (HISTORY_PREFETCH) can hold a connection beside the RPCs' pool:
+        # Every event in flight (HISTORY_PREFETCH) holds a connection beside the RPCs' share:
         # with fewer, handlers timed out waiting for one under a backlog and their events were
-        # redelivered until dead-lettered (docs/faults.md).
-        max_overflow=settings.history_prefetch,
+        # redelivered until dead-lettered (docs/faults.md). The connections stay open: overflow
+        # connections are closed when returned, and opening one (TLS negotiation, login, every
+        # statement prepared again) cost more than the statements it ran (docs/benchmarks.md).
+        pool_size=settings.database_pool_size + settings.history_prefetch,
+        # Bursts of RPCs beyond that.
+        max_overflow=settings.database_pool_size,
         pool_pre_ping=True,
     )
 
