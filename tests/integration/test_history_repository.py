@@ -236,7 +236,7 @@ async def test_hop_times_arrive_in_any_order_and_the_timeline_is_only_the_owners
                 await repository.save_routed(conn, event)
             elif isinstance(event, UserMessage):
                 await repository.save_user_message(conn, event)
-            await timings.record(conn, event)
+            await timings.record(conn, event, None)
 
     async with engine.begin() as conn:
         reply = await timings.timeline(conn, user.org_id, user.user_id, routed.message_id)

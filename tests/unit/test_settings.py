@@ -15,7 +15,7 @@ def test_an_empty_variable_means_the_default(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "")
     history = HistorySettings(_env_file=None)  # type: ignore[call-arg]
-    assert history.history_prefetch == 16
+    assert history.history_prefetch == 32
     assert history.session_sweep_interval_seconds is None
     worker = LlmWorkerSettings(_env_file=None)  # type: ignore[call-arg]
     assert worker.llm_provider is None and worker.anthropic_api_key is None

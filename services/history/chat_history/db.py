@@ -8,28 +8,33 @@ org alone (services/history/migrations/versions/0002_row_level_security.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 from uuid import UUID
 
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from chat_history.settings import HistorySettings
 
 log = logging.getLogger("chat_history.db")
 
+# deadlock_detected, serialization_failure.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+CONFLICT_TRIES = 3
+T = TypeVar("T")
+
 
 def create_engine(settings: HistorySettings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
-        # Every event in flight (HISTORY_PREFETCH) holds a connection beside the RPCs' share:
-        # with fewer, handlers timed out waiting for one under a backlog and their events were
-        # redelivered until dead-lettered (docs/faults.md). The connections stay open: overflow
-        # connections are closed when returned, and opening one (TLS negotiation, login, every
-        # statement prepared again) cost more than the statements it ran (docs/benchmarks.md).
-        pool_size=settings.database_pool_size + settings.history_prefetch,
-        # Bursts of RPCs beyond that.
+        # The RPCs' share, plus one for the event writer (chat_history/writer.py: one batch is
+        # written at a time). Overflow connections serve bursts of RPCs; they are closed when
+        # returned, and opening one (TLS negotiation, login, every statement prepared again)
+        # costs more than the statements it runs, so the pool is sized to avoid them.
+        pool_size=settings.database_pool_size + 1,
         max_overflow=settings.database_pool_size,
         pool_pre_ping=True,
     )
@@ -38,8 +43,27 @@ def create_engine(settings: HistorySettings) -> AsyncEngine:
 @asynccontextmanager
 async def org_transaction(engine: AsyncEngine, org_id: UUID) -> AsyncIterator[AsyncConnection]:
     async with engine.begin() as conn:
-        await conn.execute(select(func.set_config("app.org_id", str(org_id), True)))
+        await set_org(conn, org_id)
         yield conn
+
+
+async def set_org(conn: AsyncConnection, org_id: UUID) -> None:
+    """Rows of `org_id` alone, for the rest of the transaction (it may switch to another)."""
+    await conn.execute(select(func.set_config("app.org_id", str(org_id), True)))
+
+
+async def retry_conflicts(work: Callable[[], Awaitable[T]], tries: int = CONFLICT_TRIES) -> T:
+    """`work()` (one transaction), tried again if PostgreSQL rolled it back as a deadlock victim
+    or for a serialization failure: nothing of it was written."""
+    for attempt in range(1, tries + 1):
+        try:
+            return await work()
+        except DBAPIError as exc:
+            code = getattr(exc.orig, "sqlstate", None)
+            if code not in RETRYABLE_SQLSTATES or attempt == tries:
+                raise
+            log.warning("a transaction hit %s; trying it again", code)
+    raise ValueError("tries must be at least 1")
 
 
 async def database_answers(engine: AsyncEngine) -> bool:

@@ -8,11 +8,12 @@ from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chat_history import repository, timings
-from chat_history.db import org_transaction
+from chat_history.db import org_transaction, retry_conflicts
 from chat_history.settings import HistorySettings
+from chat_history.writer import EventWriter, Persisted
 from chat_shared.contracts import (
     AnyHistoryRequest,
     AnySessionEvent,
@@ -47,31 +48,34 @@ log = logging.getLogger("chat_history")
 def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngine) -> None:
     topology = Topology(settings.broker_prefix)
 
-    async def persist(event: AnySessionEvent) -> None:
+    async def persist(conn: AsyncConnection, event: Persisted, trace_id: str | None) -> None:
+        match event:
+            case UserMessage():
+                await repository.save_user_message(conn, event)
+            case RoutedEvent():
+                await repository.save_routed(conn, event)
+            case ToolCallEvent():
+                await repository.save_tool_call(conn, event)
+            case ToolResultEvent():
+                await repository.save_tool_result(conn, event)
+            case CompleteEvent():
+                await repository.save_complete(conn, event)
+            case ErrorEvent():
+                await repository.save_error(conn, event)
+            case ProgressEvent():
+                await repository.save_progress(conn, event)
+            case DeliveredEvent():
+                pass  # only the timeline needs it
+        await timings.record(conn, event, trace_id)
+
+    writer = EventWriter(engine, persist, max_batch=settings.history_prefetch)
+
+    async def write(event: AnySessionEvent) -> None:
         # Not in PERSISTED_EVENTS (chat_shared.topology): they reach this queue only by mistake.
         if isinstance(event, TokenEvent | SessionEndedEvent | RetryingEvent | QueuedEvent):
             log.warning("ignored an event the history service does not persist")
             return
-        org_id = event.user.org_id if isinstance(event, UserMessage) else event.org_id
-        async with org_transaction(engine, org_id) as conn:
-            match event:
-                case UserMessage():
-                    await repository.save_user_message(conn, event)
-                case RoutedEvent():
-                    await repository.save_routed(conn, event)
-                case ToolCallEvent():
-                    await repository.save_tool_call(conn, event)
-                case ToolResultEvent():
-                    await repository.save_tool_result(conn, event)
-                case CompleteEvent():
-                    await repository.save_complete(conn, event)
-                case ErrorEvent():
-                    await repository.save_error(conn, event)
-                case ProgressEvent():
-                    await repository.save_progress(conn, event)
-                case DeliveredEvent():
-                    pass  # only the timeline needs it
-            await timings.record(conn, event)
+        await writer.write(event)
 
     @broker.subscriber(
         topology.history_events,
@@ -80,7 +84,7 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_session_event(msg: RabbitMessage) -> None:
-        await process_work(msg, session_event_adapter.validate_json, persist)
+        await process_work(msg, session_event_adapter.validate_json, write)
 
     async def answer(request: AnyHistoryRequest) -> BaseModel:
         async with org_transaction(engine, request.org_id) as conn:
@@ -141,5 +145,6 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
         except ValidationError:
             log.warning("refused a malformed history request")
             return b'{"error":"bad_request"}'
-        reply = await answer(request)
+        # The asker is waiting: a deadlock victim is tried again rather than left to time out.
+        reply = await retry_conflicts(lambda: answer(request))
         return reply.model_dump_json().encode()

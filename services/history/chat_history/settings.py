@@ -11,9 +11,9 @@ from chat_shared.settings import DatabaseSettings
 
 class HistorySettings(DatabaseSettings):
     health_port: int = 8104
-    # Events persisted at once. Each needs a database connection: the pool grows to
-    # DATABASE_POOL_SIZE + HISTORY_PREFETCH (chat_history/db.py), so none waits for one.
-    history_prefetch: int = Field(default=16, ge=1)
+    # Events taken from the queue at once; also the largest batch written in one transaction
+    # (chat_history/writer.py).
+    history_prefetch: int = Field(default=32, ge=1)
     # A session with no activity for this long is ended.
     session_idle_timeout_seconds: float = Field(default=600, gt=0)
     # How often idle sessions are looked for; by default a quarter of the timeout, at most 30 s.

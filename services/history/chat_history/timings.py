@@ -28,7 +28,6 @@ from chat_shared.contracts import (
     UserMessage,
 )
 from chat_shared.timeline import build_timeline
-from chat_shared.tracing import current_trace_id
 
 HOP_COLUMNS = {
     "received": "received_at",
@@ -92,14 +91,14 @@ def _hop_times(event: AnySessionEvent) -> tuple[UUID, UUID, UUID, Hops] | None:
     return None
 
 
-async def record(conn: AsyncConnection, event: AnySessionEvent) -> None:
-    """Write the hop times an event brings (no-op for events that bring none)."""
+async def record(conn: AsyncConnection, event: AnySessionEvent, trace_id: str | None) -> None:
+    """Write the hop times an event brings (no-op for events that bring none), with the trace
+    of the message that brought it."""
     found = _hop_times(event)
     if found is None:
         return
     message_id, correlation_id, org_id, hops = found
     values: dict[str, Any] = {key: value for key, value in hops.items() if value is not None}
-    trace_id = current_trace_id()
     if trace_id is not None:
         values["trace_id"] = trace_id
     statement = insert(message_timings).values(

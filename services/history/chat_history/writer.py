@@ -1,0 +1,125 @@
+"""Session events persisted in batches: one transaction for the events that arrived together.
+
+Each event used to cost its own transaction: BEGIN, the org setting, a connection check and
+COMMIT around two or three statements, and a connection of the pool per event in flight. Under
+load most of history's time went there (docs/benchmarks.md). The writer keeps one flush going
+at a time: an event that arrives while nothing is being written is written at once (no window,
+no added latency when idle); events that arrive meanwhile wait for the flush in progress and are
+then written together, in arrival order, in one transaction.
+
+A batch that fails is written again one event per transaction, so one bad event (or a deadlock
+victim) fails alone: its handler returns it to the queue, the others are acknowledged. Rows
+are keyed by ids that come with the events, so writing an event twice changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from chat_history.db import set_org
+from chat_shared.contracts import (
+    CompleteEvent,
+    DeliveredEvent,
+    ErrorEvent,
+    ProgressEvent,
+    RoutedEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    UserMessage,
+)
+from chat_shared.tracing import current_trace_id
+
+log = logging.getLogger("chat_history.writer")
+
+# The events history persists (chat_shared.topology.PERSISTED_EVENTS).
+Persisted = (
+    UserMessage
+    | RoutedEvent
+    | ToolCallEvent
+    | ToolResultEvent
+    | CompleteEvent
+    | ErrorEvent
+    | ProgressEvent
+    | DeliveredEvent
+)
+# Writes one event in the transaction given, with the trace id of the message that brought it.
+Persist = Callable[[AsyncConnection, Persisted, str | None], Awaitable[None]]
+
+
+@dataclass
+class _Item:
+    event: Persisted
+    trace_id: str | None
+    done: asyncio.Future[None]
+
+
+def org_of(event: Persisted) -> UUID:
+    return event.user.org_id if isinstance(event, UserMessage) else event.org_id
+
+
+class EventWriter:
+    def __init__(self, engine: AsyncEngine, persist: Persist, max_batch: int) -> None:
+        self._engine = engine
+        self._persist = persist
+        self._max_batch = max_batch
+        self._pending: list[_Item] = []
+        self._flushing: asyncio.Task[None] | None = None
+        # How many transactions wrote how many events (the benchmark and tests read these).
+        self.batches = 0
+        self.events = 0
+
+    async def write(self, event: Persisted) -> None:
+        """Return once `event` is committed; raise what writing it raised."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The flush runs in its own task: the trace of the message is taken along.
+        self._pending.append(_Item(event, current_trace_id(), future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                await self._write(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    _fail(batch, exc)
+                    continue
+                log.warning("a batch of %d events failed; writing them one by one", len(batch))
+                for item in batch:
+                    try:
+                        await self._write([item])
+                    except Exception as one:
+                        _fail([item], one)
+            except BaseException:
+                for item in batch:  # cancelled (shutting down): so are the handlers waiting
+                    item.done.cancel()
+                raise
+
+    async def _write(self, batch: list[_Item]) -> None:
+        async with self._engine.begin() as conn:
+            org: UUID | None = None
+            for item in batch:
+                if org_of(item.event) != org:
+                    org = org_of(item.event)
+                    await set_org(conn, org)
+                await self._persist(conn, item.event, item.trace_id)
+        self.batches += 1
+        self.events += len(batch)
+        for item in batch:
+            if not item.done.done():
+                item.done.set_result(None)
+
+
+def _fail(batch: list[_Item], exc: Exception) -> None:
+    for item in batch:
+        if not item.done.done():
+            item.done.set_exception(exc)
