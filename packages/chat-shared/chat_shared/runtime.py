@@ -50,6 +50,23 @@ ReadyCheck = Callable[[], Awaitable[bool]]
 log = logging.getLogger(__name__)
 
 
+# What a subscriber registered with `decoder=raw_message` is handed: the `RabbitMessage` itself.
+# Typed Any because FastStream refuses a handler parameter annotated with the message class.
+Delivery = Any
+
+
+async def raw_message(message: RabbitMessage) -> RabbitMessage:
+    """A subscriber's decoder that hands the handler the message itself.
+
+    The usual `msg: RabbitMessage` parameter is injected by FastStream 0.7 through a context
+    field whose resolver is synchronous, so fast_depends runs it in a worker thread for every
+    message. Measured here (5,000 messages, manual acks): 625-690 µs of CPU per message with
+    the injected parameter, 280-390 µs with this decoder, and half the wall time (a thread
+    round trip per message, on every hop of a question: docs/benchmarks.md).
+    """
+    return message
+
+
 def create_broker(settings: ServiceSettings, service: str) -> RabbitBroker:
     telemetry = setup_telemetry(service, settings.otel_exporter_otlp_endpoint)
     # Without an OTLP endpoint there is no tracing middleware at all: no span, no header.

@@ -6,7 +6,6 @@ import logging
 
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -39,7 +38,7 @@ from chat_shared.contracts import (
     history_request_adapter,
     session_event_adapter,
 )
-from chat_shared.runtime import process_work
+from chat_shared.runtime import Delivery, process_work, raw_message
 from chat_shared.topology import Topology
 
 log = logging.getLogger("chat_history")
@@ -82,8 +81,9 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
         topology.events,
         channel=Channel(prefetch_count=settings.history_prefetch),
         ack_policy=AckPolicy.MANUAL,
+        decoder=raw_message,
     )
-    async def on_session_event(msg: RabbitMessage) -> None:
+    async def on_session_event(msg: Delivery) -> None:
         await process_work(msg, session_event_adapter.validate_json, write)
 
     async def answer(request: AnyHistoryRequest) -> BaseModel:
@@ -138,8 +138,8 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
                         stale_after_seconds=request.stale_after_seconds,
                     )
 
-    @broker.subscriber(topology.history_rpc)
-    async def on_request(msg: RabbitMessage) -> bytes:
+    @broker.subscriber(topology.history_rpc, decoder=raw_message)
+    async def on_request(msg: Delivery) -> bytes:
         try:
             request = history_request_adapter.validate_json(msg.body)
         except ValidationError:

@@ -19,7 +19,6 @@ from uuid import uuid4
 
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 
 from chat_llm_worker.batcher import TokenBatch, TokenBatcher
 from chat_llm_worker.generations import Generation, Generations
@@ -52,7 +51,7 @@ from chat_shared.contracts import (
 )
 from chat_shared.pricing import cost, max_cost
 from chat_shared.protocol import ErrorCode
-from chat_shared.runtime import process_work, publish_event
+from chat_shared.runtime import Delivery, process_work, publish_event, raw_message
 from chat_shared.timeline import mark_first_output, mark_model_called, stamp
 from chat_shared.topology import MAX_DELIVERIES, Topology
 from chat_shared.tracing import inject_headers, span
@@ -99,7 +98,7 @@ class AttemptAbandoned(Exception):
     delivers it again (to this worker once it reconnects, or to another)."""
 
 
-def attempt_of(msg: RabbitMessage) -> tuple[int, bool]:
+def attempt_of(msg: Delivery) -> tuple[int, bool]:
     """The attempt a delivery is, and whether it is the last one before the quorum queue
     dead-letters the request (RabbitMQ 3.10: deliveries with x-delivery-count 0..limit)."""
     deliveries = int(msg.headers.get("x-delivery-count") or 0)
@@ -508,8 +507,9 @@ def register(
         topology.work,
         channel=Channel(prefetch_count=settings.llm_concurrency),
         ack_policy=AckPolicy.MANUAL,
+        decoder=raw_message,
     )
-    async def on_llm_request(msg: RabbitMessage) -> None:
+    async def on_llm_request(msg: Delivery) -> None:
         attempt, last = attempt_of(msg)
 
         async def work(request: LlmRequest) -> None:

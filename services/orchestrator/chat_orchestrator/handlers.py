@@ -7,12 +7,11 @@ from uuid import uuid4
 
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 
 from chat_orchestrator.routing import route
 from chat_orchestrator.settings import OrchestratorSettings
 from chat_shared.contracts import LlmRequest, RoutedEvent, ToolRequest, UserMessage, now
-from chat_shared.runtime import process_work, publish_event, publish_work
+from chat_shared.runtime import Delivery, process_work, publish_event, publish_work, raw_message
 from chat_shared.topology import LLM_REQUEST_KEY, TOOL_REQUEST_KEY, Topology
 from chat_shared.tracing import span
 
@@ -75,6 +74,7 @@ def register(broker: RabbitBroker, settings: OrchestratorSettings) -> None:
         topology.events,
         channel=Channel(prefetch_count=settings.orchestrator_prefetch),
         ack_policy=AckPolicy.MANUAL,
+        decoder=raw_message,
     )
-    async def on_user_message(msg: RabbitMessage) -> None:
+    async def on_user_message(msg: Delivery) -> None:
         await process_work(msg, UserMessage.model_validate_json, dispatch)

@@ -8,10 +8,9 @@ import time
 
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 
 from chat_shared.contracts import CompleteEvent, ToolCallEvent, ToolRequest, ToolResultEvent
-from chat_shared.runtime import process_work, publish_event
+from chat_shared.runtime import Delivery, process_work, publish_event, raw_message
 from chat_shared.topology import Topology
 from chat_shared.tracing import span
 from chat_tools.registry import JsonObject, ToolContext, ToolInputError, ToolRegistry
@@ -94,6 +93,7 @@ def register(broker: RabbitBroker, settings: ToolsSettings, registry: ToolRegist
         topology.work,
         channel=Channel(prefetch_count=settings.tools_prefetch),
         ack_policy=AckPolicy.MANUAL,
+        decoder=raw_message,
     )
-    async def on_tool_request(msg: RabbitMessage) -> None:
+    async def on_tool_request(msg: Delivery) -> None:
         await process_work(msg, ToolRequest.model_validate_json, execute)
