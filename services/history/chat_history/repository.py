@@ -19,7 +19,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from chat_history.tables import budget_holds, llm_calls, messages, org_budgets, sessions, tool_audit
+from chat_history.tables import (
+    budget_holds,
+    llm_calls,
+    messages,
+    org_budgets,
+    sessions,
+    tool_audit,
+)
+from chat_history.tables import excluded as excluded_row
 from chat_shared.contracts import (
     BudgetReply,
     CompleteEvent,
@@ -317,7 +325,7 @@ def _assistant_row(event: RoutedEvent | CompleteEvent | ErrorEvent) -> dict[str,
 async def _upsert_assistant(conn: AsyncConnection, event: RoutedEvent, **values: Any) -> None:
     """Create or update an assistant message; a terminal status is never overwritten."""
     statement = insert(messages).values(**_assistant_row(event), **values)
-    excluded = statement.excluded
+    excluded = excluded_row(messages)
     is_terminal = messages.c.status.in_(TERMINAL)
     changes: dict[str, Any] = {
         key: func.coalesce(excluded[key], messages.c[key])
@@ -354,7 +362,7 @@ async def _save_final(
     one of a lower attempt, changes nothing.
     """
     statement = insert(messages).values(**_assistant_row(event), attempt=event.attempt, **values)
-    excluded = statement.excluded
+    excluded = excluded_row(messages)
     wins = or_(messages.c.status.not_in(TERMINAL), messages.c.attempt < excluded.attempt)
     changes: dict[str, Any] = {}
     for key in (*_FINAL_COLUMNS, *_DESCRIPTIVE_COLUMNS):
@@ -413,7 +421,7 @@ async def save_tool_result(conn: AsyncConnection, event: ToolResultEvent) -> Non
         correlation_id=event.correlation_id,
         completed_at=func.now(),
     )
-    excluded = statement.excluded
+    excluded = excluded_row(tool_audit)
     await conn.execute(
         statement.on_conflict_do_update(
             index_elements=[tool_audit.c.call_id],
@@ -456,7 +464,7 @@ async def _record_llm_call(
         correlation_id=event.correlation_id,
         attempt=event.attempt,
     )
-    excluded = statement.excluded
+    excluded = excluded_row(llm_calls)
     reports_final = excluded.status.in_(FINAL_CALL)
     changes: dict[str, Any] = {
         key: case(
@@ -583,7 +591,7 @@ async def set_budget(conn: AsyncConnection, org_id: UUID, monthly_usd: Decimal) 
         statement.on_conflict_do_update(
             index_elements=[org_budgets.c.org_id],
             set_={
-                "monthly_budget_usd": statement.excluded.monthly_budget_usd,
+                "monthly_budget_usd": excluded_row(org_budgets).monthly_budget_usd,
                 "updated_at": func.now(),
             },
         )
@@ -658,7 +666,10 @@ async def reserve_budget(
         await conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[budget_holds.c.message_id],
-                set_={"amount_usd": statement.excluded.amount_usd, "created_at": func.now()},
+                set_={
+                    "amount_usd": excluded_row(budget_holds).amount_usd,
+                    "created_at": func.now(),
+                },
             )
         )
     return BudgetReply(

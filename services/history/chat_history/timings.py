@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chat_history.tables import excluded as excluded_row
 from chat_history.tables import message_timings, messages
 from chat_shared.contracts import (
     AnySessionEvent,
@@ -107,7 +108,7 @@ async def record(conn: AsyncConnection, event: AnySessionEvent, trace_id: str | 
         correlation_id=correlation_id,
         **values,
     )
-    excluded = statement.excluded
+    excluded = excluded_row(message_timings)
     changes: dict[str, Any] = {}
     for key in values:
         column = message_timings.c[key]
