@@ -238,3 +238,32 @@ async def test_start_answer_claims_the_turn_then_gives_context_and_a_sized_hold(
         assert again.budget is not None and not again.budget.allowed
     finally:
         await admin.dispose()
+
+
+async def test_questions_are_answered_after_the_database_dropped_every_connection(
+    service: dict[str, Any], database_url: str
+) -> None:
+    """Connections are not pinged before use: one found closed is replaced and the question
+    tried again, so a database restart costs the asker nothing."""
+    org_id, user_id = uuid4(), uuid4()
+    first = SessionSnapshot.model_validate_json(
+        await _ask(service, OpenSession(org_id=org_id, user_id=user_id))
+    )
+    admin = create_async_engine(database_url)
+    try:
+        async with admin.begin() as conn:
+            dropped = await conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            assert dropped.scalar_one() >= 1  # the service's pooled connection
+    finally:
+        await admin.dispose()
+    again = SessionSnapshot.model_validate_json(
+        await _ask(
+            service, OpenSession(org_id=org_id, user_id=user_id, session_id=first.session_id)
+        )
+    )
+    assert again.status == "ok" and again.session_id == first.session_id

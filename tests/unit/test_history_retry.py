@@ -1,11 +1,12 @@
-"""History tries a transaction again when PostgreSQL rolled it back as a deadlock victim."""
+"""History tries a transaction again when PostgreSQL rolled it back as a deadlock victim, or
+when its connection was found closed."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from chat_history.db import retry_conflicts
+from chat_history.db import retry_transient
 
 
 class PgError(Exception):
@@ -15,32 +16,37 @@ class PgError(Exception):
 
 
 def failing(*codes: str) -> tuple[list[int], object]:
+    """Work that fails once per code ("closed": its connection was found closed)."""
     calls: list[int] = []
 
     async def work() -> str:
         calls.append(1)
         if len(calls) <= len(codes):
-            raise DBAPIError("SELECT", None, PgError(codes[len(calls) - 1]))
+            code = codes[len(calls) - 1]
+            closed = code == "closed"
+            raise DBAPIError(
+                "SELECT", None, PgError("" if closed else code), connection_invalidated=closed
+            )
         return "done"
 
     return calls, work
 
 
 async def test_a_deadlock_victim_is_tried_again() -> None:
-    calls, work = failing("40P01", "40001")
-    assert await retry_conflicts(work) == "done"  # type: ignore[arg-type]
+    calls, work = failing("40P01", "closed")
+    assert await retry_transient(work) == "done"  # type: ignore[arg-type]
     assert len(calls) == 3
 
 
 async def test_it_gives_up_after_its_tries() -> None:
     calls, work = failing("40P01", "40P01", "40P01")
     with pytest.raises(DBAPIError):
-        await retry_conflicts(work)  # type: ignore[arg-type]
+        await retry_transient(work)  # type: ignore[arg-type]
     assert len(calls) == 3
 
 
 async def test_other_errors_are_not_retried() -> None:
     calls, work = failing("23505")  # unique_violation
     with pytest.raises(DBAPIError):
-        await retry_conflicts(work)  # type: ignore[arg-type]
+        await retry_transient(work)  # type: ignore[arg-type]
     assert len(calls) == 1

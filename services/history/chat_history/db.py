@@ -23,7 +23,7 @@ log = logging.getLogger("chat_history.db")
 
 # deadlock_detected, serialization_failure.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-CONFLICT_TRIES = 3
+TRANSIENT_TRIES = 3
 T = TypeVar("T")
 
 
@@ -36,7 +36,9 @@ def create_engine(settings: HistorySettings) -> AsyncEngine:
         # costs more than the statements it runs, so the pool is sized to avoid them.
         pool_size=settings.database_pool_size + 1,
         max_overflow=settings.database_pool_size,
-        pool_pre_ping=True,
+        # No ping before each use (a round trip per transaction): a connection found closed
+        # fails its transaction, the pool drops them all, and `retry_transient` tries again.
+        pool_pre_ping=False,
     )
 
 
@@ -52,17 +54,21 @@ async def set_org(conn: AsyncConnection, org_id: UUID) -> None:
     await conn.execute(select(func.set_config("app.org_id", str(org_id), True)))
 
 
-async def retry_conflicts(work: Callable[[], Awaitable[T]], tries: int = CONFLICT_TRIES) -> T:
-    """`work()` (one transaction), tried again if PostgreSQL rolled it back as a deadlock victim
-    or for a serialization failure: nothing of it was written."""
+async def retry_transient(work: Callable[[], Awaitable[T]], tries: int = TRANSIENT_TRIES) -> T:
+    """`work()` (one transaction), tried again when nothing of it was written and trying again
+    can succeed: PostgreSQL rolled it back as a deadlock victim or for a serialization failure,
+    or its connection was found closed (a database restart: the pool then drops every
+    connection it holds, so the next try opens a new one; connections are not pinged before
+    each use)."""
     for attempt in range(1, tries + 1):
         try:
             return await work()
         except DBAPIError as exc:
             code = getattr(exc.orig, "sqlstate", None)
-            if code not in RETRYABLE_SQLSTATES or attempt == tries:
+            transient = code in RETRYABLE_SQLSTATES or exc.connection_invalidated
+            if not transient or attempt == tries:
                 raise
-            log.warning("a transaction hit %s; trying it again", code)
+            log.warning("a transaction failed (%s); trying it again", code or "connection lost")
     raise ValueError("tries must be at least 1")
 
 

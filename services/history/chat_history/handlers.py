@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chat_history import repository, timings
-from chat_history.db import org_transaction, retry_conflicts
+from chat_history.db import org_transaction, retry_transient
 from chat_history.settings import HistorySettings
 from chat_history.writer import EventWriter, Persisted
 from chat_shared.contracts import (
@@ -146,5 +146,5 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
             log.warning("refused a malformed history request")
             return b'{"error":"bad_request"}'
         # The asker is waiting: a deadlock victim is tried again rather than left to time out.
-        reply = await retry_conflicts(lambda: answer(request))
+        reply = await retry_transient(lambda: answer(request))
         return reply.model_dump_json().encode()

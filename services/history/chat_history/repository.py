@@ -605,6 +605,8 @@ async def reserve_budget(
     amount: Decimal,
     default_budget: Decimal,
     hold_ttl_seconds: int,
+    *,
+    interrupt_calls: bool = True,
 ) -> BudgetReply:
     """Hold `amount` for one call if the org's month still has room for it.
 
@@ -615,21 +617,24 @@ async def reserve_budget(
     renews its age) rather than adding one. Spend is the month's model calls, except those
     still `streaming` under a live hold (the hold already counts them). Calls of the answer
     that are still `streaming` when it reserves again belong to an attempt whose worker is
-    gone: they are marked `interrupted` and count as spent.
+    gone: they are marked `interrupted` and count as spent (`interrupt_calls=False`: the
+    caller did that already).
     """
-    await _interrupt_streaming_calls(conn, message_id)
-    await conn.execute(
-        insert(org_budgets)
-        .values(org_id=org_id, monthly_budget_usd=default_budget)
-        .on_conflict_do_nothing(index_elements=[org_budgets.c.org_id])
+    if interrupt_calls:
+        await _interrupt_streaming_calls(conn, message_id)
+    budget_row = (
+        select(org_budgets.c.monthly_budget_usd)
+        .where(org_budgets.c.org_id == org_id)
+        .with_for_update()
     )
-    budget: Decimal = (
+    budget: Decimal | None = (await conn.execute(budget_row)).scalar_one_or_none()
+    if budget is None:  # the org's first call: its budget is the default
         await conn.execute(
-            select(org_budgets.c.monthly_budget_usd)
-            .where(org_budgets.c.org_id == org_id)
-            .with_for_update()
+            insert(org_budgets)
+            .values(org_id=org_id, monthly_budget_usd=default_budget)
+            .on_conflict_do_nothing(index_elements=[org_budgets.c.org_id])
         )
-    ).scalar_one()
+        budget = (await conn.execute(budget_row)).scalar_one()
     month_start = func.date_trunc("month", func.now())
     hold_is_live = budget_holds.c.created_at > func.now() - func.make_interval(
         0, 0, 0, 0, 0, 0, hold_ttl_seconds
@@ -640,24 +645,29 @@ async def reserve_budget(
         .where(budget_holds.c.message_id == llm_calls.c.message_id, hold_is_live)
         .exists(),
     )
-    spent: Decimal = (
-        await conn.execute(
-            select(func.coalesce(func.sum(llm_calls.c.cost_usd), 0)).where(
-                llm_calls.c.org_id == org_id,
-                llm_calls.c.created_at >= month_start,
-                not_(covered_by_a_hold),
-            )
+    spent_so_far = (
+        select(func.coalesce(func.sum(llm_calls.c.cost_usd), 0))
+        .where(
+            llm_calls.c.org_id == org_id,
+            llm_calls.c.created_at >= month_start,
+            not_(covered_by_a_hold),
         )
-    ).scalar_one()
-    held: Decimal = (
-        await conn.execute(
-            select(func.coalesce(func.sum(budget_holds.c.amount_usd), 0)).where(
-                budget_holds.c.org_id == org_id,
-                budget_holds.c.message_id != message_id,
-                hold_is_live,
-            )
+        .scalar_subquery()
+    )
+    held_by_others = (
+        select(func.coalesce(func.sum(budget_holds.c.amount_usd), 0))
+        .where(
+            budget_holds.c.org_id == org_id,
+            budget_holds.c.message_id != message_id,
+            hold_is_live,
         )
-    ).scalar_one()
+        .scalar_subquery()
+    )
+    totals = (
+        await conn.execute(select(spent_so_far.label("spent"), held_by_others.label("held")))
+    ).one()
+    spent: Decimal = totals.spent
+    held: Decimal = totals.held
     allowed = budget > 0 and spent + held + amount <= budget
     if allowed:
         statement = insert(budget_holds).values(
@@ -723,5 +733,6 @@ async def start_answer(
         max_cost(hold, prompt_chars, hold.max_tokens),
         default_budget,
         hold_ttl_seconds,
+        interrupt_calls=False,  # done above
     )
     return StartReply(turn=turn, turns=turns, budget=budget)
