@@ -31,6 +31,7 @@ from chat_shared.contracts import (
     RoutedEvent,
     SessionEndedEvent,
     StartAnswer,
+    StartReply,
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
@@ -86,7 +87,28 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
     async def on_session_event(msg: Delivery) -> None:
         await process_work(msg, session_event_adapter.validate_json, write)
 
+    async def start_answer(request: StartAnswer) -> StartReply:
+        # Two transactions in one round trip: the session's row is not held while the org's
+        # budget row is waited for (one org's holds are decided one at a time).
+        async with org_transaction(engine, request.org_id) as conn:
+            turn, turns = await repository.claim_with_context(conn, request)
+        if turn.status != "claimed":
+            return StartReply(turn=turn)
+        async with org_transaction(engine, request.org_id) as conn:
+            budget = await repository.reserve_budget(
+                conn,
+                request.org_id,
+                request.message_id,
+                repository.hold_for(request, turns),
+                settings.default_org_budget_usd,
+                settings.budget_hold_ttl_seconds,
+                interrupt_calls=False,  # done by the claim
+            )
+        return StartReply(turn=turn, turns=turns, budget=budget)
+
     async def answer(request: AnyHistoryRequest) -> BaseModel:
+        if isinstance(request, StartAnswer):
+            return await start_answer(request)
         async with org_transaction(engine, request.org_id) as conn:
             match request:
                 case OpenSession():
@@ -119,13 +141,6 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
                 case GetTimeline():
                     return await timings.timeline(
                         conn, request.org_id, request.user_id, request.message_id
-                    )
-                case StartAnswer():
-                    return await repository.start_answer(
-                        conn,
-                        request,
-                        settings.default_org_budget_usd,
-                        settings.budget_hold_ttl_seconds,
                     )
                 case ClaimTurn():
                     return await repository.claim_turn(

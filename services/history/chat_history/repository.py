@@ -40,7 +40,6 @@ from chat_shared.contracts import (
     RoutedEvent,
     SessionSnapshot,
     StartAnswer,
-    StartReply,
     ToolCallEvent,
     ToolResultEvent,
     TurnReply,
@@ -693,14 +692,11 @@ async def reserve_budget(
 # -- an answer's start ---------------------------------------------------------------------
 
 
-async def start_answer(
-    conn: AsyncConnection,
-    request: StartAnswer,
-    default_budget: Decimal,
-    hold_ttl_seconds: int,
-) -> StartReply:
-    """`StartAnswer`: the session's turn; once it is the answer's, its earlier turns and a
-    budget hold sized for them, in the caller's one transaction."""
+async def claim_with_context(
+    conn: AsyncConnection, request: StartAnswer
+) -> tuple[TurnReply, list[ContextTurn]]:
+    """`StartAnswer`'s first transaction: the session's turn and, once it is the answer's,
+    the earlier turns."""
     # RabbitMQ delivers a request to one worker at a time: an attempt asking now means every
     # earlier attempt's worker is gone. Their calls first: llm_calls rows are locked before the
     # session's row, as final and progress events lock them (`save_progress`).
@@ -715,7 +711,7 @@ async def start_answer(
         stale_after_seconds=request.stale_after_seconds,
     )
     if turn.status != "claimed":
-        return StartReply(turn=turn)
+        return turn, []
     turns = await context_turns(
         conn,
         request.org_id,
@@ -724,15 +720,11 @@ async def start_answer(
         request.exclude_message_id,
         request.context_limit,
     )
+    return turn, turns
+
+
+def hold_for(request: StartAnswer, turns: list[ContextTurn]) -> Decimal:
+    """The budget hold of the answer's call, with its earlier turns in the prompt."""
     hold = request.hold
     prompt_chars = hold.prompt_chars + sum(len(earlier.text) for earlier in turns)
-    budget = await reserve_budget(
-        conn,
-        request.org_id,
-        request.message_id,
-        max_cost(hold, prompt_chars, hold.max_tokens),
-        default_budget,
-        hold_ttl_seconds,
-        interrupt_calls=False,  # done above
-    )
-    return StartReply(turn=turn, turns=turns, budget=budget)
+    return max_cost(hold, prompt_chars, hold.max_tokens)
