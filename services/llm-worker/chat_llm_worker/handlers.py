@@ -73,7 +73,10 @@ FAILED_MESSAGE = (
     "This answer failed several times in a row, so it was set aside. Try sending your message "
     "again; if it keeps failing, tell your administrator."
 )
-# How often a queued answer asks for the session's turn again.
+# How often a queued answer asks for the session's turn again: soon at first (the answer before
+# has usually just ended, and history frees the turn as it persists its final event, tens of
+# milliseconds later), then less and less often, down to every CLAIM_INTERVAL_SECONDS.
+CLAIM_FIRST_RETRY_SECONDS = 0.02
 CLAIM_INTERVAL_SECONDS = 0.25
 # BUSY_POLICY=reject: how long a message is still busy before it is refused.
 REJECT_AFTER_SECONDS = 1.0
@@ -280,6 +283,7 @@ def register(
             prompt_chars=len(settings.system_prompt) + len(request.text),
             max_tokens=settings.llm_max_tokens,
         )
+        pause = CLAIM_FIRST_RETRY_SECONDS
         while True:
             reply = await history.start(
                 request,
@@ -305,7 +309,8 @@ def register(
                 # The answer before may have just ended, its final event not yet persisted by
                 # history (which frees the turn then): ask again for a moment before refusing.
                 if asyncio.get_running_loop().time() < reject_after:
-                    await asyncio.sleep(CLAIM_INTERVAL_SECONDS)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, CLAIM_INTERVAL_SECONDS)
                     continue
                 await fail(gen, ErrorCode.BUSY, BUSY_MESSAGE, retryable=True)
                 return ENDED
@@ -317,7 +322,8 @@ def register(
                     QueuedEvent(**ids(gen), behind_message_id=reply.turn.holder_message_id),
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gen.woken.wait(), CLAIM_INTERVAL_SECONDS)
+                await asyncio.wait_for(gen.woken.wait(), pause)
+            pause = min(pause * 2, CLAIM_INTERVAL_SECONDS)
             if gen.lost:
                 raise AttemptAbandoned
             if gen.stopped:
