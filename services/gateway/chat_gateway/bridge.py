@@ -77,6 +77,7 @@ class BrokerBridge:
         self._rpc = RpcClient(f"{self._topology.gateway_queue(self.replica_id)}.replies")
         self._consume_channel: AbstractRobustChannel | None = None
         self._consumer_tag: str | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
@@ -103,7 +104,19 @@ class BrokerBridge:
         consume_channel.reopen_callbacks.add(self._consume)
         self._consume_channel = consume_channel
         await self._rpc.start(await self._connection.channel())
+        self._connection.close_callbacks.add(self._lost)
         self._connection.reconnect_callbacks.add(self._reconnected)
+
+    def _lost(self, _connection: object, _exc: BaseException | None = None) -> None:
+        # This replica's queue is exclusive: it went with the connection, and what is published
+        # from now on does not reach it. Once aio-pika restores it, new events would, and a
+        # socket would show an answer with a hole in it: its clients go now (and rejoin here or
+        # elsewhere with `after`; the workers replay what they missed).
+        if self._stopping:
+            return
+        log.warning("lost the broker connection: events published meanwhile will not reach us")
+        if self._on_reconnect is not None:
+            self._on_reconnect()
 
     def _reconnected(self, _connection: object) -> None:
         log.warning("reconnected to the broker: events published meanwhile did not reach us")
@@ -121,6 +134,7 @@ class BrokerBridge:
         self._consumer_tag = consume_ok.consumer_tag
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._connection is not None:
             await self._connection.close()
             self._connection = None

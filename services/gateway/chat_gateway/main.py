@@ -75,11 +75,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             log.info("closed the sockets of a signed-out user", extra={"sockets": closed})
 
     def on_reconnect() -> None:
-        # This replica's queue lost what was published while it was disconnected: the clients
-        # rejoin (here or elsewhere) with `after`, and the workers replay it.
+        # The broker connection was lost (and again when it is back): this replica's queue
+        # misses what is published meanwhile. The clients rejoin (here or elsewhere) with
+        # `after`, and the workers replay it.
         assert hub is not None
         closed = hub.close_all(CLOSE_SERVICE_RESTART, "reconnect")
-        log.warning("closed every socket after a broker reconnection", extra={"sockets": closed})
+        if closed:
+            log.warning(
+                "closed every socket: the broker connection was lost", extra={"sockets": closed}
+            )
 
     bridge = BrokerBridge(settings, on_event, on_control, on_reconnect)
     hub = SessionHub(bridge.bind, bridge.unbind)
