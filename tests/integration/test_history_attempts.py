@@ -23,7 +23,9 @@ from chat_shared.contracts import (
     UserRef,
 )
 from tests.integration import test_history_repository
-from tests.integration.test_history_repository import _session, _turn, _user
+from tests.integration.test_history_repository import _session
+from tests.support.turns import a_turn as _turn
+from tests.support.turns import a_user as _user
 
 engine = test_history_repository.engine  # the same fixture: the owner's engine
 

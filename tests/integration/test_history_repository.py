@@ -13,14 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from chat_history import repository
 from chat_shared.contracts import (
     CompleteEvent,
-    LlmCall,
     RoutedEvent,
     ToolCallEvent,
     ToolResultEvent,
-    Usage,
     UserMessage,
     UserRef,
 )
+from tests.support.turns import a_turn as _turn
+from tests.support.turns import a_user as _user
 
 
 @pytest.fixture
@@ -30,60 +30,11 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def _user() -> UserRef:
-    return UserRef(user_id=uuid4(), org_id=uuid4(), email="a@example.com", name="A")
-
-
 async def _session(engine: AsyncEngine, user: UserRef) -> UUID:
     async with engine.begin() as conn:
         snapshot = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
     assert snapshot.session_id is not None
     return snapshot.session_id
-
-
-def _turn(user: UserRef, session_id: UUID) -> tuple[UserMessage, RoutedEvent, CompleteEvent]:
-    correlation_id, question, answer = uuid4(), uuid4(), uuid4()
-    message = UserMessage(
-        session_id=session_id,
-        correlation_id=correlation_id,
-        message_id=question,
-        reply_message_id=answer,
-        client_message_id="c",
-        user=user,
-        text="hello",
-        received_at=1_800_000_000.0,
-    )
-    routed = RoutedEvent(
-        session_id=session_id,
-        correlation_id=correlation_id,
-        message_id=answer,
-        user_message_id=question,
-        org_id=user.org_id,
-        user_id=user.user_id,
-        tier=2,
-        routed_at=1_800_000_000.1,
-    )
-    complete = CompleteEvent(
-        session_id=session_id,
-        correlation_id=correlation_id,
-        message_id=answer,
-        seq=3,
-        org_id=user.org_id,
-        user_id=user.user_id,
-        text="hi there",
-        model="m",
-        provider="scripted",
-        llm_call=LlmCall(
-            call_id=uuid4(),
-            provider="scripted",
-            model="m",
-            status="ok",
-            usage=Usage(input_tokens=1, output_tokens=2, cost_usd=Decimal("0.01")),
-            ttft_ms=1.0,
-            total_ms=2.0,
-        ),
-    )
-    return message, routed, complete
 
 
 async def test_redelivered_events_never_duplicate_rows(engine: AsyncEngine) -> None:

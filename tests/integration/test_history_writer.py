@@ -15,7 +15,8 @@ from chat_history import repository
 from chat_history.db import org_transaction
 from chat_history.writer import EventWriter, Persisted
 from chat_shared.contracts import UserMessage
-from tests.integration.test_history_repository import _turn, _user
+from tests.support.turns import a_turn as _turn
+from tests.support.turns import a_user as _user
 
 
 @pytest.fixture

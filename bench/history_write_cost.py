@@ -1,0 +1,98 @@
+"""CPU per event of the history service's writes (`python -m bench.history_write_cost`).
+
+Writes N turns' worth of events (user message, routed, progress, complete, delivered) through
+the service's own code, first one transaction per event (as history did before batching), then
+all of them in one transaction (what the event writer does under load), and prints the CPU of
+this process per event (PostgreSQL's own work is not counted) and the wall time. Needs
+PostgreSQL like the tests (`POSTGRES_URL`, default the local server); makes and drops its own
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from chat_history import repository, timings
+from chat_history.db import org_transaction
+from chat_shared.contracts import DeliveredEvent, LlmCall, ProgressEvent
+from tests.support.infra import fresh_database
+from tests.support.turns import a_turn as _turn
+from tests.support.turns import a_user as _user
+
+TURNS = 200
+
+
+def _events(user: Any, session_id: Any) -> list[Any]:
+    message, routed, complete = _turn(user, session_id)
+    ids = {
+        "session_id": session_id,
+        "correlation_id": message.correlation_id,
+        "message_id": routed.message_id,
+        "org_id": user.org_id,
+    }
+    assert complete.llm_call is not None
+    progress = ProgressEvent(
+        **ids,
+        user_id=user.user_id,
+        llm_call=LlmCall(
+            **{**complete.llm_call.model_dump(), "status": "streaming"},
+        ),
+    )
+    delivered = DeliveredEvent(**ids, seq=1, delivered_at=time.time())
+    return [message, routed, progress, complete, delivered]
+
+
+WRITERS: dict[str, Callable[[AsyncConnection, Any], Awaitable[None]]] = {
+    "user_message": repository.save_user_message,
+    "routed": repository.save_routed,
+    "progress": repository.save_progress,
+    "complete": repository.save_complete,
+}
+
+
+async def _write(conn: AsyncConnection, event: Any) -> None:
+    writer = WRITERS.get(event.type)
+    if writer is not None:
+        await writer(conn, event)
+    await timings.record(conn, event, None)
+
+
+async def _measure(url: str) -> None:
+    engine = create_async_engine(url, pool_size=2)
+    user = _user()
+    async with org_transaction(engine, user.org_id) as conn:
+        opened = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
+    assert opened.session_id is not None
+    for mode in ("a transaction per event", "one transaction"):
+        batches = [_events(user, opened.session_id) for _ in range(TURNS)]
+        events = [event for batch in batches for event in batch]
+        cpu, wall = time.process_time(), time.perf_counter()
+        if mode == "one transaction":
+            async with org_transaction(engine, user.org_id) as conn:
+                for event in events:
+                    await _write(conn, event)
+        else:
+            for event in events:
+                async with org_transaction(engine, user.org_id) as conn:
+                    await _write(conn, event)
+        cpu_us = (time.process_time() - cpu) / len(events) * 1e6
+        wall_ms = (time.perf_counter() - wall) / len(events) * 1e3
+        print(f"{mode:26s} {cpu_us:6.0f} µs CPU per event, {wall_ms:5.2f} ms wall per event")
+    await engine.dispose()
+
+
+def main() -> None:
+    server = os.environ.get("POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    print(f"{TURNS} turns x 5 events (user_message, routed, progress, complete, delivered)")
+    with fresh_database(server) as databases:
+        asyncio.run(_measure(databases.app_url))
+
+
+if __name__ == "__main__":
+    main()
