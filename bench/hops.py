@@ -15,7 +15,9 @@ from sqlalchemy.engine import make_url
 
 from bench.stats import summary
 
-# (name, from column, to column): consecutive hops of one Tier-2 or Tier-1 answer.
+# (name, from column, to column): consecutive hops of one answer. An answer's worker hops
+# (queued, started, model called, first output) come with its final event: answers still
+# streaming when the level ends have none.
 HOPS = (
     ("gateway→orchestrator", "received_at", "routed_at"),
     ("orchestrator→work queued", "routed_at", "queued_at"),
@@ -33,10 +35,10 @@ async def _hops(admin_url: str, since: float, until: float) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT model_called_at IS NOT NULL AS tier2, "
-            + ", ".join(f"extract(epoch FROM {c}) AS {c}" for c in columns)
-            + " FROM chat.message_timings"
-            " WHERE received_at >= to_timestamp($1) AND received_at < to_timestamp($2)",
+            "SELECT m.tier, "
+            + ", ".join(f"extract(epoch FROM t.{c}) AS {c}" for c in columns)
+            + " FROM chat.message_timings t JOIN chat.messages m ON m.id = t.message_id"
+            " WHERE t.received_at >= to_timestamp($1) AND t.received_at < to_timestamp($2)",
             since,
             until,
         )
@@ -44,8 +46,8 @@ async def _hops(admin_url: str, since: float, until: float) -> dict[str, Any]:
         await conn.close()
     report: dict[str, Any] = {}
     for tier, rows_of_tier in (
-        ("tier2", [r for r in rows if r["tier2"]]),
-        ("tier1", [r for r in rows if not r["tier2"]]),
+        ("tier2", [r for r in rows if r["tier"] == 2]),
+        ("tier1", [r for r in rows if r["tier"] == 1]),
     ):
         report[tier] = {
             name: summary(
