@@ -31,6 +31,7 @@ from chat_shared.contracts import (
     session_event_adapter,
 )
 from chat_shared.logs import configure_logging
+from chat_shared.runtime import freeze_startup_heap
 from chat_shared.telemetry import setup_telemetry
 from chat_shared.topology import session_id_from_key
 
@@ -98,6 +99,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         ticker = asyncio.create_task(
             hub.keep_alive(settings.heartbeat_seconds, settings.client_silence_seconds)
         )
+        await freeze_startup_heap()
         log.info(
             "gateway ready",
             extra={"replica_id": bridge.replica_id, "llm_provider": settings.llm_provider_label},
