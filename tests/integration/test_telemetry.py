@@ -370,6 +370,9 @@ async def test_each_service_serves_its_metrics_as_prometheus_text(
     # Output tokens are the model's deltas; a token frame may join several (issue 7).
     tokens = sum(f["deltas"] for f in scene.tier2.frames if f["type"] == "token")
 
+    # Every service froze its startup heap out of the garbage collector's sight (issue 7).
+    for name, text in texts.items():
+        assert _metric(text, "chat_process_gc_frozen_objects") > 10_000, name
     assert _metric(texts["orchestrator"], "chat_messages_total", tier="1") >= 1
     assert _metric(texts["orchestrator"], "chat_messages_total", tier="2") >= 2
     worker = texts["llm-worker"]

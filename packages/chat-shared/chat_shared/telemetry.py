@@ -20,13 +20,14 @@ do; see docs/observability.md for the cost.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import Counter, Histogram, Meter
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -123,6 +124,10 @@ class Telemetry:
 _telemetry: Telemetry | None = None
 
 
+def _frozen_objects(_options: CallbackOptions) -> Iterable[Observation]:
+    yield Observation(gc.get_freeze_count())
+
+
 def setup_telemetry(
     service: str, endpoint: str | None = None, environ: Mapping[str, str] | None = None
 ) -> Telemetry:
@@ -162,6 +167,13 @@ def setup_telemetry(
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
     meter_provider = MeterProvider(metric_readers=readers, resource=resource)
     metrics.set_meter_provider(meter_provider)
+    meter_provider.get_meter(METER_NAME).create_observable_gauge(
+        "chat.process.gc_frozen_objects",
+        callbacks=[_frozen_objects],
+        unit="{object}",
+        description="Objects the garbage collector skips: what starting the service allocated "
+        "(runtime.freeze_startup_heap); 0 until the service has started.",
+    )
 
     tracer_provider: TracerProvider | None = None
     if traces_wanted(environ):
