@@ -1,11 +1,11 @@
 """CPU per event of the history service's writes (`python -m bench.history_write_cost`).
 
 Writes N turns' worth of events (user message, routed, progress, complete, delivered) through
-the service's own code, first one transaction per event (as history did before batching), then
-all of them in one transaction (what the event writer does under load), and prints the CPU of
-this process per event (PostgreSQL's own work is not counted) and the wall time. Needs
-PostgreSQL like the tests (`POSTGRES_URL`, default the local server); makes and drops its own
-database.
+the service's own code (`chat_history.handlers.persist_event`), first one transaction per event
+(as history did before batching), then all of them in one transaction (what the event writer
+does under load), and prints the CPU of this process per event (PostgreSQL's own work is not
+counted) and the wall time. Needs PostgreSQL like the tests (`POSTGRES_URL`, default the local
+server); makes and drops its own database.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from chat_history import repository, timings
+from chat_history import repository
 from chat_history.db import org_transaction
+from chat_history.handlers import persist_event
 from chat_shared.contracts import DeliveredEvent, LlmCall, ProgressEvent
 from tests.support.infra import fresh_database
 from tests.support.turns import a_turn as _turn
@@ -48,21 +48,6 @@ def _events(user: Any, session_id: Any) -> list[Any]:
     return [message, routed, progress, complete, delivered]
 
 
-WRITERS: dict[str, Callable[[AsyncConnection, Any], Awaitable[None]]] = {
-    "user_message": repository.save_user_message,
-    "routed": repository.save_routed,
-    "progress": repository.save_progress,
-    "complete": repository.save_complete,
-}
-
-
-async def _write(conn: AsyncConnection, event: Any) -> None:
-    writer = WRITERS.get(event.type)
-    if writer is not None:
-        await writer(conn, event)
-    await timings.record(conn, event, None)
-
-
 async def _measure(url: str) -> None:
     engine = create_async_engine(url, pool_size=2)
     user = _user()
@@ -76,11 +61,11 @@ async def _measure(url: str) -> None:
         if mode == "one transaction":
             async with org_transaction(engine, user.org_id) as conn:
                 for event in events:
-                    await _write(conn, event)
+                    await persist_event(conn, event, None)
         else:
             for event in events:
                 async with org_transaction(engine, user.org_id) as conn:
-                    await _write(conn, event)
+                    await persist_event(conn, event, None)
         cpu_us = (time.process_time() - cpu) / len(events) * 1e6
         wall_ms = (time.perf_counter() - wall) / len(events) * 1e3
         print(f"{mode:26s} {cpu_us:6.0f} µs CPU per event, {wall_ms:5.2f} ms wall per event")

@@ -68,6 +68,11 @@ async def _ask(service: dict[str, Any], request: BaseModel) -> bytes:
     return body
 
 
+async def _open(service: dict[str, Any], **fields: Any) -> SessionSnapshot:
+    """Open (or restore, with `session_id`) a session through the service."""
+    return SessionSnapshot.model_validate_json(await _ask(service, OpenSession(**fields)))
+
+
 async def _eventually(
     database_url: str, query: str, expected: tuple[Any, ...], **params: Any
 ) -> tuple[Any, ...] | None:
@@ -90,9 +95,7 @@ async def test_claims_progress_and_a_stopped_answer_through_the_service(
     service: dict[str, Any], database_url: str
 ) -> None:
     org_id, user_id = uuid4(), uuid4()
-    opened = SessionSnapshot.model_validate_json(
-        await _ask(service, OpenSession(org_id=org_id, user_id=user_id))
-    )
+    opened = await _open(service, org_id=org_id, user_id=user_id)
     assert opened.session_id is not None
     session_id, answer, correlation_id = opened.session_id, uuid4(), uuid4()
 
@@ -167,9 +170,7 @@ async def test_start_answer_claims_the_turn_then_gives_context_and_a_sized_hold(
 ) -> None:
     """One question before the model call: the turn, the earlier turns, a hold sized for them."""
     org_id, user_id = uuid4(), uuid4()
-    opened = SessionSnapshot.model_validate_json(
-        await _ask(service, OpenSession(org_id=org_id, user_id=user_id))
-    )
+    opened = await _open(service, org_id=org_id, user_id=user_id)
     assert opened.session_id is not None
     session_id, asked, answer = opened.session_id, uuid4(), uuid4()
     admin = create_async_engine(database_url)
@@ -246,9 +247,7 @@ async def test_questions_are_answered_after_the_database_dropped_every_connectio
     """Connections are not pinged before use: one found closed is replaced and the question
     tried again, so a database restart costs the asker nothing."""
     org_id, user_id = uuid4(), uuid4()
-    first = SessionSnapshot.model_validate_json(
-        await _ask(service, OpenSession(org_id=org_id, user_id=user_id))
-    )
+    first = await _open(service, org_id=org_id, user_id=user_id)
     admin = create_async_engine(database_url)
     try:
         async with admin.begin() as conn:
@@ -261,9 +260,5 @@ async def test_questions_are_answered_after_the_database_dropped_every_connectio
             assert dropped.scalar_one() >= 1  # the service's pooled connection
     finally:
         await admin.dispose()
-    again = SessionSnapshot.model_validate_json(
-        await _ask(
-            service, OpenSession(org_id=org_id, user_id=user_id, session_id=first.session_id)
-        )
-    )
+    again = await _open(service, org_id=org_id, user_id=user_id, session_id=first.session_id)
     assert again.status == "ok" and again.session_id == first.session_id

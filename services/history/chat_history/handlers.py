@@ -45,30 +45,33 @@ from chat_shared.topology import Topology
 log = logging.getLogger("chat_history")
 
 
+async def persist_event(conn: AsyncConnection, event: Persisted, trace_id: str | None) -> None:
+    """Write one session event (and its hop times, with the trace of the message that brought it)
+    in the transaction given: what the event writer does for each event it is handed."""
+    match event:
+        case UserMessage():
+            await repository.save_user_message(conn, event)
+        case RoutedEvent():
+            await repository.save_routed(conn, event)
+        case ToolCallEvent():
+            await repository.save_tool_call(conn, event)
+        case ToolResultEvent():
+            await repository.save_tool_result(conn, event)
+        case CompleteEvent():
+            await repository.save_complete(conn, event)
+        case ErrorEvent():
+            await repository.save_error(conn, event)
+        case ProgressEvent():
+            await repository.save_progress(conn, event)
+        case DeliveredEvent():
+            pass  # only the timeline needs it
+    await timings.record(conn, event, trace_id)
+
+
 def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngine) -> None:
     topology = Topology(settings.broker_prefix)
 
-    async def persist(conn: AsyncConnection, event: Persisted, trace_id: str | None) -> None:
-        match event:
-            case UserMessage():
-                await repository.save_user_message(conn, event)
-            case RoutedEvent():
-                await repository.save_routed(conn, event)
-            case ToolCallEvent():
-                await repository.save_tool_call(conn, event)
-            case ToolResultEvent():
-                await repository.save_tool_result(conn, event)
-            case CompleteEvent():
-                await repository.save_complete(conn, event)
-            case ErrorEvent():
-                await repository.save_error(conn, event)
-            case ProgressEvent():
-                await repository.save_progress(conn, event)
-            case DeliveredEvent():
-                pass  # only the timeline needs it
-        await timings.record(conn, event, trace_id)
-
-    writer = EventWriter(engine, persist, max_batch=settings.history_prefetch)
+    writer = EventWriter(engine, persist_event, max_batch=settings.history_prefetch)
 
     async def write(event: AnySessionEvent) -> None:
         # Not in PERSISTED_EVENTS (chat_shared.topology): they reach this queue only by mistake.

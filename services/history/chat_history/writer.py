@@ -108,8 +108,8 @@ class EventWriter:
         async with self._engine.begin() as conn:
             org: UUID | None = None
             for item in batch:
-                if org_of(item.event) != org:
-                    org = org_of(item.event)
+                if (event_org := org_of(item.event)) != org:
+                    org = event_org
                     await set_org(conn, org)
                 await self._persist(conn, item.event, item.trace_id)
         self.batches += 1
