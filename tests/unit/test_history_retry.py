@@ -3,6 +3,7 @@ when its connection was found closed."""
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError
 
@@ -50,3 +51,21 @@ async def test_other_errors_are_not_retried() -> None:
     with pytest.raises(DBAPIError):
         await retry_transient(work)  # type: ignore[arg-type]
     assert len(calls) == 1
+
+
+async def test_a_deadlock_raised_by_the_driver_is_tried_again() -> None:
+    # Statements run on the driver connection (`chat_history.db.execute`) raise asyncpg's own
+    # errors, not SQLAlchemy's.
+    calls: list[int] = []
+
+    async def work() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+        if len(calls) == 2:
+            raise asyncpg.UniqueViolationError("duplicate key")
+        return "done"
+
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await retry_transient(work)
+    assert len(calls) == 2

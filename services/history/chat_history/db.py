@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import func, select, text
+import asyncpg
+from sqlalchemy import func, literal, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -54,6 +55,35 @@ async def set_org(conn: AsyncConnection, org_id: UUID) -> None:
     await conn.execute(select(func.set_config("app.org_id", str(org_id), True)))
 
 
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, in `conn`'s transaction.
+
+    SQLAlchemy begins the transaction on the driver connection with the first statement run
+    through it (`set_org`, in every transaction of this service); if none has run yet, one is.
+    """
+    sync = conn.sync_connection
+    if sync is None:
+        raise RuntimeError("the connection has not been started")
+    found: Any = sync.connection.driver_connection
+    if not found.is_in_transaction():
+        await conn.execute(select(literal(1)))
+    return found
+
+
+# The writes of session events run on the driver connection with hand-written SQL: through
+# SQLAlchemy Core each statement cost ~4x the CPU (building the statement, its cache key, the
+# greenlet hop and the DBAPI emulation), most of history's CPU under load (docs/benchmarks.md).
+async def execute(conn: AsyncConnection, sql: str, *args: Any) -> None:
+    """Run `sql` with `args` ($1, $2, ...) in `conn`'s transaction."""
+    await (await _driver(conn)).execute(sql, *args)
+
+
+async def fetch_value(conn: AsyncConnection, sql: str, *args: Any) -> Any:
+    """The first column of the first row `sql` returns (None if no row), in `conn`'s
+    transaction."""
+    return await (await _driver(conn)).fetchval(sql, *args)
+
+
 async def retry_transient(work: Callable[[], Awaitable[T]], tries: int = TRANSIENT_TRIES) -> T:
     """`work()` (one transaction), tried again when nothing of it was written and trying again
     can succeed: PostgreSQL rolled it back as a deadlock victim or for a serialization failure,
@@ -63,9 +93,14 @@ async def retry_transient(work: Callable[[], Awaitable[T]], tries: int = TRANSIE
     for attempt in range(1, tries + 1):
         try:
             return await work()
-        except DBAPIError as exc:
-            code = getattr(exc.orig, "sqlstate", None)
-            transient = code in RETRYABLE_SQLSTATES or exc.connection_invalidated
+        except (DBAPIError, asyncpg.PostgresError) as exc:
+            # A statement run on the driver connection (`execute`) raises asyncpg's own error.
+            if isinstance(exc, DBAPIError):
+                code = getattr(exc.orig, "sqlstate", None)
+                invalidated = exc.connection_invalidated
+            else:
+                code, invalidated = exc.sqlstate, False
+            transient = code in RETRYABLE_SQLSTATES or invalidated
             if not transient or attempt == tries:
                 raise
             log.warning("a transaction failed (%s); trying it again", code or "connection lost")

@@ -7,6 +7,7 @@ that asked.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -14,11 +15,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, case, func, literal, not_, or_, select, text, update
+from sqlalchemy import and_, case, func, literal, not_, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
+from chat_history.db import execute, fetch_value
 from chat_history.tables import (
     budget_holds,
     llm_calls,
@@ -43,6 +45,7 @@ from chat_shared.contracts import (
     ToolCallEvent,
     ToolResultEvent,
     TurnReply,
+    Usage,
     UserMessage,
 )
 from chat_shared.pricing import max_cost
@@ -91,12 +94,13 @@ async def open_session(
     )
 
 
+_TOUCH = (
+    "UPDATE chat.sessions SET last_activity_at = greatest(last_activity_at, now()) WHERE id = $1"
+)
+
+
 async def touch_session(conn: AsyncConnection, session_id: UUID) -> None:
-    await conn.execute(
-        update(sessions)
-        .where(sessions.c.id == session_id)
-        .values(last_activity_at=func.greatest(sessions.c.last_activity_at, func.now()))
-    )
+    await execute(conn, _TOUCH, session_id)
 
 
 async def end_idle_sessions(conn: AsyncConnection, idle_seconds: float) -> list[UUID]:
@@ -191,22 +195,23 @@ async def claim_turn(
     return TurnReply(status="busy")
 
 
+_RELEASE_TURN = """
+    UPDATE chat.sessions SET active_message_id = NULL, active_since = NULL
+     WHERE id = $1 AND active_message_id = $2
+"""
+_KEEP_TURN = (
+    "UPDATE chat.sessions SET active_since = now() WHERE id = $1 AND active_message_id = $2"
+)
+
+
 async def release_turn(conn: AsyncConnection, session_id: UUID, message_id: UUID) -> None:
     """Free the session's turn if `message_id` holds it (its answer has ended)."""
-    await conn.execute(
-        update(sessions)
-        .where(sessions.c.id == session_id, sessions.c.active_message_id == message_id)
-        .values(active_message_id=None, active_since=None)
-    )
+    await execute(conn, _RELEASE_TURN, session_id, message_id)
 
 
 async def _keep_turn_alive(conn: AsyncConnection, session_id: UUID, message_id: UUID) -> None:
     """A progress report proves the holder's worker is alive: the turn is not stale."""
-    await conn.execute(
-        update(sessions)
-        .where(sessions.c.id == session_id, sessions.c.active_message_id == message_id)
-        .values(active_since=func.now())
-    )
+    await execute(conn, _KEEP_TURN, session_id, message_id)
 
 
 def _ordered(session_id: UUID) -> Any:
@@ -288,150 +293,205 @@ async def context_turns(
 
 
 # -- events --------------------------------------------------------------------------------
+# Hand-written SQL on the driver connection (`db.execute`): these run for every event history
+# persists, and through SQLAlchemy Core each cost ~4x the CPU (docs/benchmarks.md).
+
+_SAVE_USER_MESSAGE = """
+    INSERT INTO chat.messages (id, session_id, org_id, user_id, role, content, status,
+                               correlation_id, created_at, completed_at)
+    VALUES ($1, $2, $3, $4, 'user', $5, 'complete', $6, $7, $7)
+    ON CONFLICT (id) DO NOTHING
+"""
 
 
 async def save_user_message(conn: AsyncConnection, event: UserMessage) -> None:
-    await conn.execute(
-        insert(messages)
-        .values(
-            id=event.message_id,
-            session_id=event.session_id,
-            org_id=event.user.org_id,
-            user_id=event.user.user_id,
-            role="user",
-            content=event.text,
-            status="complete",
-            correlation_id=event.correlation_id,
-            created_at=_ts(event.received_at),
-            completed_at=_ts(event.received_at),
-        )
-        .on_conflict_do_nothing(index_elements=[messages.c.id])
+    await execute(
+        conn,
+        _SAVE_USER_MESSAGE,
+        event.message_id,
+        event.session_id,
+        event.user.org_id,
+        event.user.user_id,
+        event.text,
+        event.correlation_id,
+        _ts(event.received_at),
     )
     await touch_session(conn, event.session_id)
 
 
-def _assistant_row(event: RoutedEvent | CompleteEvent | ErrorEvent) -> dict[str, Any]:
-    return {
-        "id": event.message_id,
-        "session_id": event.session_id,
-        "org_id": event.org_id,
-        "user_id": event.user_id,
-        "role": "assistant",
-        "correlation_id": event.correlation_id,
-    }
-
-
-async def _upsert_assistant(conn: AsyncConnection, event: RoutedEvent, **values: Any) -> None:
-    """Create or update an assistant message; a terminal status is never overwritten."""
-    statement = insert(messages).values(**_assistant_row(event), **values)
-    excluded = excluded_row(messages)
-    is_terminal = messages.c.status.in_(TERMINAL)
-    changes: dict[str, Any] = {
-        key: func.coalesce(excluded[key], messages.c[key])
-        for key in values
-        if key not in ("status", "created_at")
-    }
-    changes["status"] = case((is_terminal, messages.c.status), else_=excluded.status)
-    await conn.execute(
-        statement.on_conflict_do_update(index_elements=[messages.c.id], set_=changes)
-    )
-
-
-# What an answer's final event decides outright, and what it only fills in if it has it
-# (the routing may have said already).
-_FINAL_COLUMNS = (
-    "status",
-    "content",
-    "attempt",
-    "usage",
-    "error_code",
-    "error_message",
-    "completed_at",
-)
-_DESCRIPTIVE_COLUMNS = ("model", "provider", "tool")
-
-
-async def _save_final(
-    conn: AsyncConnection, event: CompleteEvent | ErrorEvent, **values: Any
-) -> None:
-    """Store an answer's final status and text, unless a final one already stands.
-
-    A final event wins over a pending message, and over the final of a lower attempt (attempt
-    1's worker failed, attempt 2 answered); a redelivered final of the same attempt, or a late
-    one of a lower attempt, changes nothing.
-    """
-    statement = insert(messages).values(**_assistant_row(event), attempt=event.attempt, **values)
-    excluded = excluded_row(messages)
-    wins = or_(messages.c.status.not_in(TERMINAL), messages.c.attempt < excluded.attempt)
-    changes: dict[str, Any] = {}
-    for key in (*_FINAL_COLUMNS, *_DESCRIPTIVE_COLUMNS):
-        if key != "attempt" and key not in values:
-            continue
-        won: Any = excluded[key]
-        if key in _DESCRIPTIVE_COLUMNS:
-            won = func.coalesce(won, messages.c[key])
-        changes[key] = case((wins, won), else_=messages.c[key])
-    await conn.execute(
-        statement.on_conflict_do_update(index_elements=[messages.c.id], set_=changes)
-    )
+# An assistant message is created by whichever of its events comes first; `routed` fills in
+# what routing decided (a value already there is kept) and never overwrites a terminal status.
+_SAVE_ROUTED = """
+    INSERT INTO chat.messages AS m (id, session_id, org_id, user_id, role, correlation_id,
+                                    status, reply_to, tier, tool)
+    VALUES ($1, $2, $3, $4, 'assistant', $5, 'pending', $6, $7, $8)
+    ON CONFLICT (id) DO UPDATE SET
+        reply_to = coalesce(excluded.reply_to, m.reply_to),
+        tier = coalesce(excluded.tier, m.tier),
+        tool = coalesce(excluded.tool, m.tool),
+        status = CASE WHEN m.status IN ('complete', 'error', 'stopped') THEN m.status
+                      ELSE excluded.status END
+"""
 
 
 async def save_routed(conn: AsyncConnection, event: RoutedEvent) -> None:
-    await _upsert_assistant(
+    await execute(
         conn,
-        event,
-        status="pending",
-        reply_to=event.user_message_id,
-        tier=event.tier,
-        tool=event.tool,
+        _SAVE_ROUTED,
+        *_assistant_ids(event),
+        event.user_message_id,
+        event.tier,
+        event.tool,
     )
+
+
+def _assistant_ids(event: RoutedEvent | CompleteEvent | ErrorEvent) -> tuple[Any, ...]:
+    """$1-$5 of the statements that create an assistant message."""
+    return (
+        event.message_id,
+        event.session_id,
+        event.org_id,
+        event.user_id,
+        event.correlation_id,
+    )
+
+
+# An answer's final status and text, unless a final one already stands. A final event wins over
+# a pending message, and over the final of a lower attempt (attempt 1's worker failed, attempt 2
+# answered); a redelivered final of the same attempt, or a late one of a lower attempt, changes
+# nothing. What describes the answer (model, provider, tool) is only filled in if the final
+# event has it (the routing may have said already).
+_SAVE_FINAL = """
+    INSERT INTO chat.messages AS m (id, session_id, org_id, user_id, role, correlation_id,
+                                    status, content, attempt, usage, error_code, error_message,
+                                    completed_at, model, provider, tool)
+    VALUES ($1, $2, $3, $4, 'assistant', $5, $6, $7, $8, $9::text::jsonb, $10, $11, now(),
+            $12, $13, $14)
+    ON CONFLICT (id) DO UPDATE SET
+        status = excluded.status,
+        content = excluded.content,
+        attempt = excluded.attempt,
+        usage = excluded.usage,
+        error_code = excluded.error_code,
+        error_message = excluded.error_message,
+        completed_at = excluded.completed_at,
+        model = coalesce(excluded.model, m.model),
+        provider = coalesce(excluded.provider, m.provider),
+        tool = coalesce(excluded.tool, m.tool)
+    WHERE m.status NOT IN ('complete', 'error', 'stopped') OR m.attempt < excluded.attempt
+"""
+
+
+async def _save_final(
+    conn: AsyncConnection,
+    event: CompleteEvent | ErrorEvent,
+    *,
+    status: str,
+    content: str,
+    usage: Usage | None,
+    error_code: str | None,
+    error_message: str | None,
+    model: str | None,
+    provider: str | None,
+    tool: str | None,
+) -> None:
+    await execute(
+        conn,
+        _SAVE_FINAL,
+        *_assistant_ids(event),
+        status,
+        content,
+        event.attempt,
+        usage.model_dump_json() if usage is not None else None,
+        error_code,
+        error_message,
+        model,
+        provider,
+        tool,
+    )
+
+
+_SAVE_TOOL_CALL = """
+    INSERT INTO chat.tool_audit (call_id, message_id, session_id, org_id, user_id, tool, input,
+                                 status, correlation_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, 'running', $8)
+    ON CONFLICT (call_id) DO NOTHING
+"""
 
 
 async def save_tool_call(conn: AsyncConnection, event: ToolCallEvent) -> None:
-    await conn.execute(
-        insert(tool_audit)
-        .values(
-            call_id=event.call_id,
-            message_id=event.message_id,
-            session_id=event.session_id,
-            org_id=event.org_id,
-            user_id=event.user_id,
-            tool=event.tool,
-            input=event.input,
-            status="running",
-            correlation_id=event.correlation_id,
-        )
-        .on_conflict_do_nothing(index_elements=[tool_audit.c.call_id])
+    await execute(
+        conn,
+        _SAVE_TOOL_CALL,
+        *_tool_ids(event),
+        event.correlation_id,
     )
+
+
+def _tool_ids(event: ToolCallEvent | ToolResultEvent) -> tuple[Any, ...]:
+    """$1-$7 of the statements that create a tool call's row."""
+    return (
+        event.call_id,
+        event.message_id,
+        event.session_id,
+        event.org_id,
+        event.user_id,
+        event.tool,
+        json.dumps(event.input),
+    )
+
+
+_SAVE_TOOL_RESULT = """
+    INSERT INTO chat.tool_audit (call_id, message_id, session_id, org_id, user_id, tool, input,
+                                 output, status, latency_ms, correlation_id, completed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11, now())
+    ON CONFLICT (call_id) DO UPDATE SET
+        output = excluded.output,
+        status = excluded.status,
+        latency_ms = excluded.latency_ms,
+        completed_at = excluded.completed_at
+"""
 
 
 async def save_tool_result(conn: AsyncConnection, event: ToolResultEvent) -> None:
-    statement = insert(tool_audit).values(
-        call_id=event.call_id,
-        message_id=event.message_id,
-        session_id=event.session_id,
-        org_id=event.org_id,
-        user_id=event.user_id,
-        tool=event.tool,
-        input=event.input,
-        output=event.output,
-        status="error" if event.is_error else "ok",
-        latency_ms=event.latency_ms,
-        correlation_id=event.correlation_id,
-        completed_at=func.now(),
+    await execute(
+        conn,
+        _SAVE_TOOL_RESULT,
+        *_tool_ids(event),
+        json.dumps(event.output),
+        "error" if event.is_error else "ok",
+        event.latency_ms,
+        event.correlation_id,
     )
-    excluded = excluded_row(tool_audit)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[tool_audit.c.call_id],
-            set_={
-                "output": excluded.output,
-                "status": excluded.status,
-                "latency_ms": excluded.latency_ms,
-                "completed_at": excluded.completed_at,
-            },
-        )
-    )
+
+
+# A model call's row, created or updated by its id from a progress report or a final event. A
+# final status (ok, error, stopped) is never changed again, and its usage is the exact one;
+# `interrupted` replaces `streaming`, never the other way round; until the call is final its
+# usage only grows (reports are cumulative; a late one must not lower it).
+_RECORD_LLM_CALL = """
+    INSERT INTO chat.llm_calls AS c (id, message_id, session_id, org_id, user_id, provider, model,
+                                     input_tokens, output_tokens, cost_usd, ttft_ms, total_ms,
+                                     status, error_code, correlation_id, attempt)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    ON CONFLICT (id) DO UPDATE SET
+        input_tokens = CASE WHEN excluded.status IN ('ok', 'error', 'stopped')
+                        THEN excluded.input_tokens
+                        ELSE greatest(c.input_tokens, excluded.input_tokens) END,
+        output_tokens = CASE WHEN excluded.status IN ('ok', 'error', 'stopped')
+                         THEN excluded.output_tokens
+                         ELSE greatest(c.output_tokens, excluded.output_tokens) END,
+        cost_usd = CASE WHEN excluded.status IN ('ok', 'error', 'stopped')
+                    THEN excluded.cost_usd
+                    ELSE greatest(c.cost_usd, excluded.cost_usd) END,
+        total_ms = CASE WHEN excluded.status IN ('ok', 'error', 'stopped')
+                    THEN excluded.total_ms
+                    ELSE greatest(c.total_ms, excluded.total_ms) END,
+        status = CASE WHEN excluded.status = 'streaming' THEN c.status ELSE excluded.status END,
+        ttft_ms = coalesce(excluded.ttft_ms, c.ttft_ms),
+        error_code = coalesce(excluded.error_code, c.error_code)
+    WHERE c.status NOT IN ('ok', 'error', 'stopped')
+"""
 
 
 async def _record_llm_call(
@@ -439,64 +499,45 @@ async def _record_llm_call(
     event: CompleteEvent | ErrorEvent | ProgressEvent,
     call: LlmCall,
 ) -> None:
-    """Create or update a model call's row by its id, from a progress report or a final event.
+    await execute(
+        conn,
+        _RECORD_LLM_CALL,
+        call.call_id,
+        event.message_id,
+        event.session_id,
+        event.org_id,
+        event.user_id,
+        call.provider,
+        call.model,
+        call.usage.input_tokens,
+        call.usage.output_tokens,
+        call.usage.cost_usd,
+        call.ttft_ms,
+        call.total_ms,
+        call.status,
+        call.error_code,
+        event.correlation_id,
+        event.attempt,
+    )
 
-    A final status (ok, error, stopped) is never changed again, and its usage is the exact one;
-    `interrupted` replaces `streaming`, never the other way round; until the call is final its
-    usage only grows (reports are cumulative; a late one must not lower it).
-    """
-    statement = insert(llm_calls).values(
-        id=call.call_id,
-        message_id=event.message_id,
-        session_id=event.session_id,
-        org_id=event.org_id,
-        user_id=event.user_id,
-        provider=call.provider,
-        model=call.model,
-        input_tokens=call.usage.input_tokens,
-        output_tokens=call.usage.output_tokens,
-        cost_usd=call.usage.cost_usd,
-        ttft_ms=call.ttft_ms,
-        total_ms=call.total_ms,
-        status=call.status,
-        error_code=call.error_code,
-        correlation_id=event.correlation_id,
-        attempt=event.attempt,
-    )
-    excluded = excluded_row(llm_calls)
-    reports_final = excluded.status.in_(FINAL_CALL)
-    changes: dict[str, Any] = {
-        key: case(
-            (reports_final, excluded[key]), else_=func.greatest(llm_calls.c[key], excluded[key])
-        )
-        for key in ("input_tokens", "output_tokens", "cost_usd", "total_ms")
-    }
-    changes["status"] = case(
-        (excluded.status == "streaming", llm_calls.c.status), else_=excluded.status
-    )
-    changes["ttft_ms"] = func.coalesce(excluded.ttft_ms, llm_calls.c.ttft_ms)
-    changes["error_code"] = func.coalesce(excluded.error_code, llm_calls.c.error_code)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[llm_calls.c.id],
-            set_=changes,
-            where=llm_calls.c.status.not_in(FINAL_CALL),
-        )
-    )
+
+_INTERRUPT_STREAMING_CALLS = """
+    UPDATE chat.llm_calls SET status = 'interrupted'
+     WHERE message_id = $1 AND status = 'streaming' AND ($2::integer IS NULL OR attempt <= $2)
+"""
 
 
 async def _interrupt_streaming_calls(
     conn: AsyncConnection, message_id: UUID, up_to_attempt: int | None = None
 ) -> None:
     """Calls of the answer still `streaming` will never report again: their worker is gone."""
-    condition = and_(llm_calls.c.message_id == message_id, llm_calls.c.status == "streaming")
-    if up_to_attempt is not None:
-        condition = and_(condition, llm_calls.c.attempt <= up_to_attempt)
-    await conn.execute(update(llm_calls).where(condition).values(status="interrupted"))
+    await execute(conn, _INTERRUPT_STREAMING_CALLS, message_id, up_to_attempt)
 
 
-async def _release_hold(conn: AsyncConnection, message_id: UUID) -> None:
-    await conn.execute(budget_holds.delete().where(budget_holds.c.message_id == message_id))
+_LATER_ATTEMPT = """
+    SELECT EXISTS (SELECT 1 FROM chat.llm_calls WHERE message_id = $1 AND attempt > $2)
+"""
+_RELEASE_HOLD = "DELETE FROM chat.budget_holds WHERE message_id = $1"
 
 
 async def _answer_ended(conn: AsyncConnection, event: CompleteEvent | ErrorEvent) -> None:
@@ -509,20 +550,8 @@ async def _answer_ended(conn: AsyncConnection, event: CompleteEvent | ErrorEvent
     if event.llm_call is not None:
         await _record_llm_call(conn, event, event.llm_call)
     await _interrupt_streaming_calls(conn, event.message_id, event.attempt)
-    later_attempt = (
-        await conn.execute(
-            select(
-                select(llm_calls.c.id)
-                .where(
-                    llm_calls.c.message_id == event.message_id,
-                    llm_calls.c.attempt > event.attempt,
-                )
-                .exists()
-            )
-        )
-    ).scalar_one()
-    if not later_attempt:
-        await _release_hold(conn, event.message_id)
+    if not await fetch_value(conn, _LATER_ATTEMPT, event.message_id, event.attempt):
+        await execute(conn, _RELEASE_HOLD, event.message_id)
         await release_turn(conn, event.session_id, event.message_id)
 
 
@@ -532,45 +561,44 @@ async def save_complete(conn: AsyncConnection, event: CompleteEvent) -> None:
         event,
         status=event.status,  # complete, or stopped (the text is what came until the stop)
         content=event.text,
+        usage=event.usage,
+        error_code=None,
+        error_message=None,
         model=event.model,
         provider=event.provider,
         tool=event.tool,
-        usage=event.usage.model_dump(mode="json") if event.usage else None,
-        error_code=None,
-        error_message=None,
-        completed_at=func.now(),
     )
     await _answer_ended(conn, event)
     await touch_session(conn, event.session_id)
 
 
 async def save_error(conn: AsyncConnection, event: ErrorEvent) -> None:
+    call = event.llm_call
     await _save_final(
         conn,
         event,
         status="error",
         content=event.partial_text,
+        usage=call.usage if call else None,
         error_code=event.code,
         error_message=event.message,
-        model=event.llm_call.model if event.llm_call else None,
-        provider=event.llm_call.provider if event.llm_call else None,
-        usage=event.llm_call.usage.model_dump(mode="json") if event.llm_call else None,
-        completed_at=func.now(),
+        model=call.model if call else None,
+        provider=call.provider if call else None,
+        tool=None,
     )
     await _answer_ended(conn, event)
+
+
+_ENDED_ATTEMPT = """
+    SELECT attempt FROM chat.messages WHERE id = $1 AND status IN ('complete', 'error', 'stopped')
+"""
 
 
 async def save_progress(conn: AsyncConnection, event: ProgressEvent) -> None:
     """A model call's usage so far (`streaming`) or its last usage (`interrupted`)."""
     call = event.llm_call
     if call.status == "streaming":
-        ended_attempt = (
-            await conn.execute(
-                select(messages.c.attempt).where(
-                    messages.c.id == event.message_id, messages.c.status.in_(TERMINAL)
-                )
-            )
-        ).scalar_one_or_none()
+        ended_attempt = await fetch_value(conn, _ENDED_ATTEMPT, event.message_id)
         if ended_attempt is not None and ended_attempt >= event.attempt:
             # A report that arrives after its answer ended: that call will never finish.
             call = call.model_copy(update={"status": "interrupted"})

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chat_history.tables import excluded as excluded_row
+from chat_history.db import execute
 from chat_history.tables import message_timings, messages
 from chat_shared.contracts import (
     AnySessionEvent,
@@ -92,40 +90,57 @@ def _hop_times(event: AnySessionEvent) -> tuple[UUID, UUID, UUID, Hops] | None:
     return None
 
 
+# Every hop column is a parameter; an event leaves those it does not bring NULL, which fills
+# nothing in (coalesce) and does not lower a delivery time (least ignores NULLs).
+_RECORD = """
+    INSERT INTO chat.message_timings AS t (message_id, org_id, correlation_id, trace_id,
+        received_at, routed_at, queued_at, started_at, model_called_at, first_output_at,
+        first_output_delivered_at, completed_at, persisted_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (message_id) DO UPDATE SET
+        trace_id = coalesce(t.trace_id, excluded.trace_id),
+        received_at = coalesce(t.received_at, excluded.received_at),
+        routed_at = coalesce(t.routed_at, excluded.routed_at),
+        queued_at = coalesce(t.queued_at, excluded.queued_at),
+        started_at = coalesce(t.started_at, excluded.started_at),
+        model_called_at = coalesce(t.model_called_at, excluded.model_called_at),
+        first_output_at = coalesce(t.first_output_at, excluded.first_output_at),
+        first_output_delivered_at = least(t.first_output_delivered_at,
+                                          excluded.first_output_delivered_at),
+        completed_at = coalesce(t.completed_at, excluded.completed_at),
+        persisted_at = coalesce(t.persisted_at, excluded.persisted_at)
+"""
+# $5-$13, in the statement's order.
+_RECORDED = (
+    "received_at",
+    "routed_at",
+    "queued_at",
+    "started_at",
+    "model_called_at",
+    "first_output_at",
+    "first_output_delivered_at",
+    "completed_at",
+    "persisted_at",
+)
+
+
 async def record(conn: AsyncConnection, event: AnySessionEvent, trace_id: str | None) -> None:
     """Write the hop times an event brings (no-op for events that bring none), with the trace
-    of the message that brought it."""
+    of the message that brought it (hand-written SQL on the driver connection: this runs for
+    every event history persists)."""
     found = _hop_times(event)
     if found is None:
         return
     message_id, correlation_id, org_id, hops = found
-    values: dict[str, Any] = {key: value for key, value in hops.items() if value is not None}
-    if trace_id is not None:
-        values["trace_id"] = trace_id
-    statement = insert(message_timings).values(
-        message_id=message_id,
-        org_id=org_id,
-        correlation_id=correlation_id,
-        **values,
+    await execute(
+        conn,
+        _RECORD,
+        message_id,
+        org_id,
+        correlation_id,
+        trace_id,
+        *(hops.get(column) for column in _RECORDED),
     )
-    excluded = excluded_row(message_timings)
-    changes: dict[str, Any] = {}
-    for key in values:
-        column = message_timings.c[key]
-        if key == "first_output_delivered_at":
-            changes[key] = func.least(column, excluded[key])
-        else:
-            changes[key] = func.coalesce(column, excluded[key])
-    if changes:
-        await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[message_timings.c.message_id], set_=changes
-            )
-        )
-    else:
-        await conn.execute(
-            statement.on_conflict_do_nothing(index_elements=[message_timings.c.message_id])
-        )
 
 
 async def timeline(
