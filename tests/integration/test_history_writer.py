@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from decimal import Decimal
+from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import text
@@ -13,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from chat_history import repository
 from chat_history.db import org_transaction
+from chat_history.handlers import persist_event, start_answer
+from chat_history.settings import HistorySettings
 from chat_history.writer import EventWriter, Persisted
-from chat_shared.contracts import UserMessage
+from chat_shared.contracts import HoldPrice, StartAnswer, UserMessage
 from tests.support.turns import a_turn as _turn
 from tests.support.turns import a_user as _user
 
@@ -92,3 +96,57 @@ async def test_one_bad_event_fails_alone(engine: AsyncEngine) -> None:
     results = await asyncio.gather(*(writer.write(m) for m in messages), return_exceptions=True)
     assert [isinstance(r, RuntimeError) for r in results] == [False, False, True, False]
     assert [await _visible(engine, m) for m in messages] == [True, True, False, True]
+
+
+async def test_a_turn_claim_waits_for_the_final_event_being_written(engine: AsyncEngine) -> None:
+    """The session's next answer asks for the turn while the previous answer's final event is
+    being written: it gets the turn once that is written, with that answer in its context,
+    instead of "busy"."""
+    gate = asyncio.Event()
+
+    async def slow_persist(conn: AsyncConnection, event: Persisted, trace_id: str | None) -> None:
+        await gate.wait()
+        await persist_event(conn, event, trace_id)
+
+    settings = HistorySettings(database_url="postgresql+asyncpg://unused/unused")
+    writer = EventWriter(engine, slow_persist, max_batch=16)
+    user = _user()
+    async with org_transaction(engine, user.org_id) as conn:
+        opened = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
+    assert opened.session_id is not None
+    message, routed, complete = _turn(user, opened.session_id)
+    async with org_transaction(engine, user.org_id) as conn:
+        await persist_event(conn, message, None)
+        await persist_event(conn, routed, None)
+    hold = HoldPrice(
+        input_per_mtok=Decimal(3), output_per_mtok=Decimal(15), prompt_chars=5, max_tokens=100
+    )
+
+    def start(answer: UUID) -> StartAnswer:
+        return StartAnswer(
+            org_id=user.org_id,
+            user_id=user.user_id,
+            session_id=opened.session_id,
+            message_id=answer,
+            exclude_message_id=uuid4(),
+            hold=hold,
+        )
+
+    first = await start_answer(engine, settings, writer, start(routed.message_id))
+    assert first.turn.status == "claimed"
+    writing = asyncio.create_task(writer.write(complete))
+    starting = asyncio.create_task(start_answer(engine, settings, writer, start(uuid4())))
+    await asyncio.sleep(0.3)
+    assert not starting.done()  # waiting for the final event, not answered "busy"
+    gate.set()
+    await writing
+    second = await starting
+    assert second.turn.status == "claimed"
+    assert [(t.role, t.text) for t in second.turns] == [
+        ("user", "hello"),
+        ("assistant", "hi there"),
+    ]
+
+    # Held by an answer whose final event the writer does not have: "busy" at once.
+    third = await asyncio.wait_for(start_answer(engine, settings, writer, start(uuid4())), 5)
+    assert third.turn.status == "busy"

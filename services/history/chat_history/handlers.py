@@ -68,6 +68,37 @@ async def persist_event(conn: AsyncConnection, event: Persisted, trace_id: str |
     await timings.record(conn, event, trace_id)
 
 
+async def start_answer(
+    engine: AsyncEngine, settings: HistorySettings, writer: EventWriter, request: StartAnswer
+) -> StartReply:
+    """Claim the session's turn for the answer, with its earlier turns and its budget hold.
+
+    Two transactions in one round trip: the session's row is not held while the org's budget
+    row is waited for (one org's holds are decided one at a time). A turn held by an answer
+    whose final event the writer is writing is claimed again once that is written, rather than
+    answered "busy" (the worker would ask again later, tens of milliseconds or more).
+    """
+    async with org_transaction(engine, request.org_id) as conn:
+        turn, turns = await repository.claim_with_context(conn, request)
+    holder = turn.holder_message_id
+    if turn.status == "busy" and holder is not None and await writer.final_written(holder):
+        async with org_transaction(engine, request.org_id) as conn:
+            turn, turns = await repository.claim_with_context(conn, request)
+    if turn.status != "claimed":
+        return StartReply(turn=turn)
+    async with org_transaction(engine, request.org_id) as conn:
+        budget = await repository.reserve_budget(
+            conn,
+            request.org_id,
+            request.message_id,
+            repository.hold_for(request, turns),
+            settings.default_org_budget_usd,
+            settings.budget_hold_ttl_seconds,
+            interrupt_calls=False,  # done by the claim
+        )
+    return StartReply(turn=turn, turns=turns, budget=budget)
+
+
 def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngine) -> None:
     topology = Topology(settings.broker_prefix)
 
@@ -90,28 +121,9 @@ def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngin
     async def on_session_event(msg: Delivery) -> None:
         await process_work(msg, session_event_adapter.validate_json, write)
 
-    async def start_answer(request: StartAnswer) -> StartReply:
-        # Two transactions in one round trip: the session's row is not held while the org's
-        # budget row is waited for (one org's holds are decided one at a time).
-        async with org_transaction(engine, request.org_id) as conn:
-            turn, turns = await repository.claim_with_context(conn, request)
-        if turn.status != "claimed":
-            return StartReply(turn=turn)
-        async with org_transaction(engine, request.org_id) as conn:
-            budget = await repository.reserve_budget(
-                conn,
-                request.org_id,
-                request.message_id,
-                repository.hold_for(request, turns),
-                settings.default_org_budget_usd,
-                settings.budget_hold_ttl_seconds,
-                interrupt_calls=False,  # done by the claim
-            )
-        return StartReply(turn=turn, turns=turns, budget=budget)
-
     async def answer(request: AnyHistoryRequest) -> BaseModel:
         if isinstance(request, StartAnswer):
-            return await start_answer(request)
+            return await start_answer(engine, settings, writer, request)
         async with org_transaction(engine, request.org_id) as conn:
             match request:
                 case OpenSession():

@@ -7,6 +7,11 @@ at a time: an event that arrives while nothing is being written is written at on
 no added latency when idle); events that arrive meanwhile wait for the flush in progress and are
 then written together, in arrival order, in one transaction.
 
+An answer's final event frees its session's turn when it is written. A turn claim that finds the
+turn held by an answer whose final event this writer has in hand waits for that write
+(`final_written`) instead of answering "busy": the next question of a session often asks for the
+turn while the previous answer's final event is still being written.
+
 A batch that fails is written again one event per transaction, so one bad event (or a deadlock
 victim) fails alone: its handler returns it to the queue, the others are acknowledged. Rows
 are keyed by ids that come with the events, so writing an event twice changes nothing twice.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
@@ -59,6 +65,11 @@ class _Item:
     done: asyncio.Future[None]
 
 
+# How many answers' final events the writer remembers (written or being written), for
+# `final_written`.
+REMEMBERED_FINALS = 1024
+
+
 def org_of(event: Persisted) -> UUID:
     return event.user.org_id if isinstance(event, UserMessage) else event.org_id
 
@@ -70,6 +81,8 @@ class EventWriter:
         self._max_batch = max_batch
         self._pending: list[_Item] = []
         self._flushing: asyncio.Task[None] | None = None
+        # Answer id -> the write of its final event, the latest REMEMBERED_FINALS of them.
+        self._finals: OrderedDict[UUID, asyncio.Future[None]] = OrderedDict()
         # How many transactions wrote how many events (the benchmark and tests read these).
         self.batches = 0
         self.events = 0
@@ -79,9 +92,24 @@ class EventWriter:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # The flush runs in its own task: the trace of the message is taken along.
         self._pending.append(_Item(event, current_trace_id(), future))
+        if isinstance(event, CompleteEvent | ErrorEvent):
+            self._finals[event.message_id] = future
+            self._finals.move_to_end(event.message_id)
+            if len(self._finals) > REMEMBERED_FINALS:
+                self._finals.popitem(last=False)
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
         await future
+
+    async def final_written(self, message_id: UUID) -> bool:
+        """Whether a final event of answer `message_id` has been written by this writer, once
+        the write of the one it has in hand, if any, is done; False if it has none."""
+        future = self._finals.get(message_id)
+        if future is None:
+            return False
+        # The write belongs to the event's handler: waiting for it here must not cancel it.
+        await asyncio.wait([future])
+        return not future.cancelled() and future.exception() is None
 
     async def _flush(self) -> None:
         while self._pending:
