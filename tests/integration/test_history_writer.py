@@ -150,3 +150,34 @@ async def test_a_turn_claim_waits_for_the_final_event_being_written(engine: Asyn
     # Held by an answer whose final event the writer does not have: "busy" at once.
     third = await asyncio.wait_for(start_answer(engine, settings, writer, start(uuid4())), 5)
     assert third.turn.status == "busy"
+
+
+async def test_sessions_in_different_lanes_are_written_concurrently(engine: AsyncEngine) -> None:
+    """A lane stuck on one session's event does not hold up another lane's sessions; a session's
+    events stay in one lane, in arrival order."""
+    gate = asyncio.Event()
+    written: list[str] = []
+
+    async def persist(conn: AsyncConnection, event: Persisted, trace_id: str | None) -> None:
+        assert isinstance(event, UserMessage)
+        if event.text.startswith("stuck"):
+            await gate.wait()
+        await repository.save_user_message(conn, event)
+        written.append(event.text)
+
+    writer = EventWriter(engine, persist, max_batch=16, lanes=2)
+    by_lane: dict[int, UserMessage] = {}
+    while len(by_lane) < 2:  # one session in each lane
+        (message,) = await _messages(engine, 1)
+        by_lane.setdefault(message.session_id.int % 2, message)
+    stuck = by_lane[0].model_copy(update={"text": "stuck"})
+    after = by_lane[0].model_copy(update={"text": "after stuck", "message_id": uuid4()})
+    free = by_lane[1].model_copy(update={"text": "free"})
+    stuck_writing = asyncio.create_task(writer.write(stuck))
+    after_writing = asyncio.create_task(writer.write(after))
+    await asyncio.wait_for(writer.write(free), 5)  # not behind the stuck lane
+    assert written == ["free"]
+    gate.set()
+    await asyncio.gather(stuck_writing, after_writing)
+    assert written == ["free", "stuck", "after stuck"]
+    assert await _visible(engine, after)

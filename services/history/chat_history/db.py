@@ -31,11 +31,11 @@ T = TypeVar("T")
 def create_engine(settings: HistorySettings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
-        # The RPCs' share, plus one for the event writer (chat_history/writer.py: one batch is
-        # written at a time). Overflow connections serve bursts of RPCs; they are closed when
-        # returned, and opening one (TLS negotiation, login, every statement prepared again)
-        # costs more than the statements it runs, so the pool is sized to avoid them.
-        pool_size=settings.database_pool_size + 1,
+        # The RPCs' share, plus one per lane of the event writer (chat_history/writer.py).
+        # Overflow connections serve bursts of RPCs; they are closed when returned, and opening
+        # one (TLS negotiation, login, every statement prepared again) costs more than the
+        # statements it runs, so the pool is sized to avoid them.
+        pool_size=settings.database_pool_size + settings.history_write_lanes,
         max_overflow=settings.database_pool_size,
         # No ping before each use (a round trip per transaction): a connection found closed
         # fails its transaction, the pool drops them all, and `retry_transient` tries again.

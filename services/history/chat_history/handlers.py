@@ -102,7 +102,12 @@ async def start_answer(
 def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngine) -> None:
     topology = Topology(settings.broker_prefix)
 
-    writer = EventWriter(engine, persist_event, max_batch=settings.history_prefetch)
+    writer = EventWriter(
+        engine,
+        persist_event,
+        max_batch=settings.history_prefetch,
+        lanes=settings.history_write_lanes,
+    )
 
     async def write(event: AnySessionEvent) -> None:
         # Not in PERSISTED_EVENTS (chat_shared.topology): they reach this queue only by mistake.

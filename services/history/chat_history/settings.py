@@ -14,6 +14,9 @@ class HistorySettings(DatabaseSettings):
     # Events taken from the queue at once; also the largest batch written in one transaction
     # (chat_history/writer.py).
     history_prefetch: int = Field(default=32, ge=1)
+    # Event batches written at once, each on its own connection, a session's events always in
+    # the same one (chat_history/writer.py).
+    history_write_lanes: int = Field(default=4, ge=1)
     # A session with no activity for this long is ended.
     session_idle_timeout_seconds: float = Field(default=600, gt=0)
     # How often idle sessions are looked for; by default a quarter of the timeout, at most 30 s.

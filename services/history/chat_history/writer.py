@@ -2,10 +2,16 @@
 
 Each event used to cost its own transaction: BEGIN, the org setting, a connection check and
 COMMIT around two or three statements, and a connection of the pool per event in flight. Under
-load most of history's time went there (docs/benchmarks.md). The writer keeps one flush going
-at a time: an event that arrives while nothing is being written is written at once (no window,
-no added latency when idle); events that arrive meanwhile wait for the flush in progress and are
-then written together, in arrival order, in one transaction.
+load most of history's time went there (docs/benchmarks.md). Each of the writer's lanes keeps
+one flush going at a time: an event that arrives while its lane writes nothing is written at
+once (no window, no added latency when idle); events that arrive meanwhile wait for the flush in
+progress and are then written together, in arrival order, in one transaction.
+
+Lanes (`HISTORY_WRITE_LANES`): a flush waits for a round trip to PostgreSQL per statement, so
+one lane's throughput is bounded by that latency, not by CPU; under load a single lane fell
+seconds behind (docs/benchmarks.md). A session's events always take the same lane (by session
+id): they are written in arrival order, and no two lanes write the same rows, so concurrent
+lanes neither wait for nor deadlock with each other.
 
 An answer's final event frees its session's turn when it is written. A turn claim that finds the
 turn held by an answer whose final event this writer has in hand waits for that write
@@ -75,12 +81,15 @@ def org_of(event: Persisted) -> UUID:
 
 
 class EventWriter:
-    def __init__(self, engine: AsyncEngine, persist: Persist, max_batch: int) -> None:
+    def __init__(
+        self, engine: AsyncEngine, persist: Persist, max_batch: int, lanes: int = 1
+    ) -> None:
         self._engine = engine
         self._persist = persist
         self._max_batch = max_batch
-        self._pending: list[_Item] = []
-        self._flushing: asyncio.Task[None] | None = None
+        # Per lane: the events waiting to be written, and the flush writing them.
+        self._pending: list[list[_Item]] = [[] for _ in range(lanes)]
+        self._flushing: list[asyncio.Task[None] | None] = [None] * lanes
         # Answer id -> the write of its final event, the latest REMEMBERED_FINALS of them.
         self._finals: OrderedDict[UUID, asyncio.Future[None]] = OrderedDict()
         # How many transactions wrote how many events (the benchmark and tests read these).
@@ -90,15 +99,20 @@ class EventWriter:
     async def write(self, event: Persisted) -> None:
         """Return once `event` is committed; raise what writing it raised."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # A session's events always take the same lane, so they are written in arrival order
+        # and no two lanes ever write the same rows.
+        lane = event.session_id.int % len(self._pending)
+        pending = self._pending[lane]
         # The flush runs in its own task: the trace of the message is taken along.
-        self._pending.append(_Item(event, current_trace_id(), future))
+        pending.append(_Item(event, current_trace_id(), future))
         if isinstance(event, CompleteEvent | ErrorEvent):
             self._finals[event.message_id] = future
             self._finals.move_to_end(event.message_id)
             if len(self._finals) > REMEMBERED_FINALS:
                 self._finals.popitem(last=False)
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush())
+        flushing = self._flushing[lane]
+        if flushing is None or flushing.done():
+            self._flushing[lane] = asyncio.create_task(self._flush(pending))
         await future
 
     async def final_written(self, message_id: UUID) -> bool:
@@ -111,10 +125,10 @@ class EventWriter:
         await asyncio.wait([future])
         return not future.cancelled() and future.exception() is None
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+    async def _flush(self, pending: list[_Item]) -> None:
+        while pending:
+            batch = pending[: self._max_batch]
+            del pending[: self._max_batch]
             try:
                 await self._write(batch)
             except Exception as exc:
