@@ -29,16 +29,32 @@ T = TypeVar("T")
 
 
 def create_engine(settings: HistorySettings) -> AsyncEngine:
+    """The engine of history's questions (RPCs) and its sweeper."""
     return create_async_engine(
         settings.database_url,
-        # The RPCs' share, plus one per lane of the event writer (chat_history/writer.py).
         # Overflow connections serve bursts of RPCs; they are closed when returned, and opening
         # one (TLS negotiation, login, every statement prepared again) costs more than the
         # statements it runs, so the pool is sized to avoid them.
-        pool_size=settings.database_pool_size + settings.history_write_lanes,
+        pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         # No ping before each use (a round trip per transaction): a connection found closed
         # fails its transaction, the pool drops them all, and `retry_transient` tries again.
+        pool_pre_ping=False,
+    )
+
+
+def create_writer_engine(settings: HistorySettings) -> AsyncEngine:
+    """The event writer's own engine, one connection per lane (chat_history/writer.py).
+
+    Not the questions' pool: at 100 sessions a burst of turn claims, each waiting for the org's
+    budget row, held every connection of a shared pool, and the event writes (which free the
+    turns those claims wait for) queued behind them: hundreds of events fell seconds behind.
+    """
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.history_write_lanes,
+        max_overflow=0,
+        # A connection found closed fails its batch, which is written again event by event.
         pool_pre_ping=False,
     )
 

@@ -99,11 +99,18 @@ async def start_answer(
     return StartReply(turn=turn, turns=turns, budget=budget)
 
 
-def register(broker: RabbitBroker, settings: HistorySettings, engine: AsyncEngine) -> None:
+def register(
+    broker: RabbitBroker,
+    settings: HistorySettings,
+    engine: AsyncEngine,
+    writer_engine: AsyncEngine | None = None,
+) -> None:
+    """History's handlers: questions on `engine`, event writes on `writer_engine` (`engine`
+    if not given)."""
     topology = Topology(settings.broker_prefix)
 
     writer = EventWriter(
-        engine,
+        writer_engine or engine,
         persist_event,
         max_batch=settings.history_prefetch,
         lanes=settings.history_write_lanes,

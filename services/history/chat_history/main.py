@@ -8,7 +8,7 @@ import logging
 
 from faststream.asgi import AsgiFastStream
 
-from chat_history.db import create_engine, database_answers, role_problems
+from chat_history.db import create_engine, create_writer_engine, database_answers, role_problems
 from chat_history.handlers import register
 from chat_history.settings import HistorySettings
 from chat_history.sweeper import sweep_forever
@@ -22,7 +22,8 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
     settings = settings or HistorySettings()
     broker = create_broker(settings, SERVICE)
     engine = create_engine(settings)
-    register(broker, settings, engine)
+    writer_engine = create_writer_engine(settings)
+    register(broker, settings, engine, writer_engine)
     tasks: list[asyncio.Task[None]] = []
 
     async def check_role() -> None:
@@ -46,6 +47,7 @@ def create_app(settings: HistorySettings | None = None) -> AsgiFastStream:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await engine.dispose()
+        await writer_engine.dispose()
 
     async def database_ready() -> bool:
         return await database_answers(engine)
