@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import func, literal, select, text
+from sqlalchemy import literal, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -66,9 +66,14 @@ async def org_transaction(engine: AsyncEngine, org_id: UUID) -> AsyncIterator[As
         yield conn
 
 
+# Built once: building `select(func.set_config(...))` and its cache key on every call cost
+# 401-445 µs of CPU per call, 264-284 µs with this (one set_org per transaction).
+_SET_ORG = text("SELECT set_config('app.org_id', :org_id, true)")
+
+
 async def set_org(conn: AsyncConnection, org_id: UUID) -> None:
     """Rows of `org_id` alone, for the rest of the transaction (it may switch to another)."""
-    await conn.execute(select(func.set_config("app.org_id", str(org_id), True)))
+    await conn.execute(_SET_ORG, {"org_id": str(org_id)})
 
 
 async def _driver(conn: AsyncConnection) -> Any:
