@@ -99,6 +99,12 @@ async def execute(conn: AsyncConnection, sql: str, *args: Any) -> None:
     await (await _driver(conn)).execute(sql, *args)
 
 
+async def fetch_row(conn: AsyncConnection, sql: str, *args: Any) -> Any:
+    """The first row `sql` returns (an asyncpg Record, None if none), in `conn`'s
+    transaction."""
+    return await (await _driver(conn)).fetchrow(sql, *args)
+
+
 async def fetch_value(conn: AsyncConnection, sql: str, *args: Any) -> Any:
     """The first column of the first row `sql` returns (None if no row), in `conn`'s
     transaction."""

@@ -15,21 +15,19 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, case, func, literal, not_, or_, select, text
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from chat_history.db import execute, fetch_value
+from chat_history.db import execute, fetch_row, fetch_value
+from chat_history.tables import excluded as excluded_row
 from chat_history.tables import (
-    budget_holds,
-    llm_calls,
     messages,
     org_budgets,
     sessions,
     tool_audit,
 )
-from chat_history.tables import excluded as excluded_row
 from chat_shared.contracts import (
     BudgetReply,
     CompleteEvent,
@@ -114,24 +112,33 @@ async def end_idle_sessions(conn: AsyncConnection, idle_seconds: float) -> list[
 
 # -- the session's turn (issue 8: one answer streams per session at a time) -----------------
 
-# One statement: the owned session row is locked by the sub-select, so concurrent claims are
-# decided one after another, and `held` is the holder before this claim (RETURNING would give
-# the new one).
-_CLAIM = text(
-    """
-    UPDATE chat.sessions AS s
-       SET active_message_id = :message_id, active_since = now()
-      FROM (SELECT id, active_message_id, active_since FROM chat.sessions
-             WHERE id = :session_id AND org_id = :org_id AND user_id = :user_id
-               FOR UPDATE) AS held
-     WHERE s.id = held.id
-       AND (held.active_message_id IS NULL
-            OR held.active_message_id = :message_id
-            OR held.active_since < now() - make_interval(secs => :stale_after)
-            OR :interrupt)
-    RETURNING held.active_message_id AS previous
-    """
-)
+# One statement (one round trip): `held` locks the owned session row, so concurrent claims are
+# decided one after another; it is the holder before this claim, which is also the holder that
+# refused it. No row: the asker has no such session.
+_CLAIM = """
+    WITH held AS (
+        SELECT id, active_message_id, active_since FROM chat.sessions
+         WHERE id = $1 AND org_id = $2 AND user_id = $3
+           FOR UPDATE
+    ), claimed AS (
+        UPDATE chat.sessions AS s
+           SET active_message_id = $4, active_since = now()
+          FROM held
+         WHERE s.id = held.id
+           AND (held.active_message_id IS NULL
+                OR held.active_message_id = $4
+                OR held.active_since < now() - make_interval(secs => $5)
+                OR $6)
+        RETURNING s.id
+    )
+    SELECT held.active_message_id AS holder, EXISTS (SELECT 1 FROM claimed) AS claimed FROM held
+"""
+_CREATE_CLAIMED = """
+    INSERT INTO chat.sessions (id, org_id, user_id, active_message_id, active_since)
+    VALUES ($1, $2, $3, $4, now())
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+"""
 
 
 async def claim_turn(
@@ -146,50 +153,20 @@ async def claim_turn(
 ) -> TurnReply:
     """Give the session's turn to `message_id` if it is free, already its own, or stale (or
     take it over with `interrupt`); otherwise say who holds it."""
-    owner = {"session_id": session_id, "org_id": org_id, "user_id": user_id}
-    claimed = (
-        await conn.execute(
-            _CLAIM,
-            {
-                **owner,
-                "message_id": message_id,
-                "stale_after": stale_after_seconds,
-                "interrupt": interrupt,
-            },
-        )
-    ).first()
-    if claimed is not None:
-        previous = claimed.previous
+    owner = (session_id, org_id, user_id, message_id)
+    row = await fetch_row(conn, _CLAIM, *owner, float(stale_after_seconds), interrupt)
+    if row is not None:
+        holder = row["holder"]
+        if not row["claimed"]:
+            return TurnReply(status="busy", holder_message_id=holder)
         return TurnReply(
             status="claimed",
-            holder_message_id=previous if previous not in (None, message_id) else None,
+            holder_message_id=holder if holder not in (None, message_id) else None,
         )
-    # Still locked by the claim's sub-select: the holder read here is the one that refused it.
-    holder = (
-        await conn.execute(
-            select(sessions.c.active_message_id).where(_owned_session(session_id, org_id, user_id))
-        )
-    ).first()
-    if holder is not None:
-        return TurnReply(status="busy", holder_message_id=holder.active_message_id)
     # No such session of this user. `open_session` normally creates it first; if the claim
     # came first, create it holding the turn. An id taken by another user or org (invisible
     # under row-level security, but still a conflict) creates and changes nothing.
-    created = (
-        await conn.execute(
-            insert(sessions)
-            .values(
-                id=session_id,
-                org_id=org_id,
-                user_id=user_id,
-                active_message_id=message_id,
-                active_since=func.now(),
-            )
-            .on_conflict_do_nothing(index_elements=[sessions.c.id])
-            .returning(sessions.c.id)
-        )
-    ).first()
-    if created is not None:
+    if await fetch_value(conn, _CREATE_CLAIMED, *owner) is not None:
         return TurnReply(status="claimed")
     log.warning("refused a turn claim for a session the asker does not own")
     return TurnReply(status="busy")
@@ -199,9 +176,9 @@ _RELEASE_TURN = """
     UPDATE chat.sessions SET active_message_id = NULL, active_since = NULL
      WHERE id = $1 AND active_message_id = $2
 """
-_KEEP_TURN = (
-    "UPDATE chat.sessions SET active_since = now() WHERE id = $1 AND active_message_id = $2"
-)
+_KEEP_TURN = """
+    UPDATE chat.sessions SET active_since = now() WHERE id = $1 AND active_message_id = $2
+"""
 
 
 async def release_turn(conn: AsyncConnection, session_id: UUID, message_id: UUID) -> None:
@@ -214,13 +191,19 @@ async def _keep_turn_alive(conn: AsyncConnection, session_id: UUID, message_id: 
     await execute(conn, _KEEP_TURN, session_id, message_id)
 
 
-def _ordered(session_id: UUID) -> Any:
-    """Messages of a session in conversation order: each answer right after its question."""
+def _ordered() -> Any:
+    """The messages of session `:session_id` of `:org_id`'s `:user_id`, in conversation order:
+    each answer right after its question. Built once, with bound parameters: SQLAlchemy then
+    reuses the statement's cache key instead of building the query and its key per call."""
     parent = aliased(messages)
     return (
         select(messages)
         .outerjoin(parent, parent.c.id == messages.c.reply_to)
-        .where(messages.c.session_id == session_id)
+        .where(
+            messages.c.session_id == bindparam("session_id"),
+            messages.c.org_id == bindparam("org_id"),
+            messages.c.user_id == bindparam("user_id"),
+        )
         .order_by(
             func.coalesce(parent.c.created_at, messages.c.created_at),
             case((messages.c.role == "user", literal(0)), else_=literal(1)),
@@ -229,11 +212,23 @@ def _ordered(session_id: UUID) -> Any:
     )
 
 
+_SESSION_MESSAGES = _ordered()
+# The earlier turns of an answer: a stopped answer is context too (the user saw it, and may ask
+# to go on), an empty one is not.
+_CONTEXT = _ordered().where(
+    or_(
+        messages.c.status == "complete",
+        and_(messages.c.status == "stopped", messages.c.content != ""),
+    ),
+    messages.c.id != bindparam("exclude_message_id"),
+)
+
+
 async def session_messages(
     conn: AsyncConnection, org_id: UUID, user_id: UUID, session_id: UUID, limit: int
 ) -> list[HistoryMessage]:
-    query = _ordered(session_id).where(messages.c.org_id == org_id, messages.c.user_id == user_id)
-    rows = (await conn.execute(query)).all()[-limit:]
+    owner = {"session_id": session_id, "org_id": org_id, "user_id": user_id}
+    rows = (await conn.execute(_SESSION_MESSAGES, owner)).all()[-limit:]
     calls: dict[UUID, list[HistoryToolCall]] = defaultdict(list)
     ids = [row.id for row in rows if row.role == "assistant"]
     if ids:
@@ -277,18 +272,11 @@ async def context_turns(
     exclude_message_id: UUID,
     limit: int,
 ) -> list[ContextTurn]:
-    # A stopped answer is context too: the user saw it (and may ask to go on); not an empty one.
-    seen = or_(
-        messages.c.status == "complete",
-        and_(messages.c.status == "stopped", messages.c.content != ""),
-    )
-    query = _ordered(session_id).where(
-        messages.c.org_id == org_id,
-        messages.c.user_id == user_id,
-        seen,
-        messages.c.id != exclude_message_id,
-    )
-    rows = (await conn.execute(query)).all()[-limit:] if limit > 0 else []
+    if limit <= 0:
+        return []
+    owner = {"session_id": session_id, "org_id": org_id, "user_id": user_id}
+    query = await conn.execute(_CONTEXT, {**owner, "exclude_message_id": exclude_message_id})
+    rows = query.all()[-limit:]
     return [ContextTurn(role=row.role, text=row.content) for row in rows]
 
 
@@ -625,6 +613,33 @@ async def set_budget(conn: AsyncConnection, org_id: UUID, monthly_usd: Decimal) 
     )
 
 
+_LOCK_BUDGET = "SELECT monthly_budget_usd FROM chat.org_budgets WHERE org_id = $1 FOR UPDATE"
+_DEFAULT_BUDGET = """
+    INSERT INTO chat.org_budgets (org_id, monthly_budget_usd) VALUES ($1, $2)
+    ON CONFLICT (org_id) DO NOTHING
+"""
+# Spent: the month's model calls, except those still streaming under a live hold (the hold
+# counts them). Held: the other answers' live holds. $3: a hold's time to live, in seconds.
+_SPENT_AND_HELD = """
+    SELECT
+      (SELECT coalesce(sum(c.cost_usd), 0) FROM chat.llm_calls AS c
+        WHERE c.org_id = $1 AND c.created_at >= date_trunc('month', now())
+          AND NOT (c.status = 'streaming'
+                   AND EXISTS (SELECT 1 FROM chat.budget_holds AS h
+                                WHERE h.message_id = c.message_id
+                                  AND h.created_at > now() - make_interval(secs => $3))))
+        AS spent,
+      (SELECT coalesce(sum(h.amount_usd), 0) FROM chat.budget_holds AS h
+        WHERE h.org_id = $1 AND h.message_id <> $2
+          AND h.created_at > now() - make_interval(secs => $3))
+        AS held
+"""
+_HOLD = """
+    INSERT INTO chat.budget_holds (message_id, org_id, amount_usd) VALUES ($1, $2, $3)
+    ON CONFLICT (message_id) DO UPDATE SET amount_usd = excluded.amount_usd, created_at = now()
+"""
+
+
 async def reserve_budget(
     conn: AsyncConnection,
     org_id: UUID,
@@ -649,66 +664,19 @@ async def reserve_budget(
     """
     if interrupt_calls:
         await _interrupt_streaming_calls(conn, message_id)
-    budget_row = (
-        select(org_budgets.c.monthly_budget_usd)
-        .where(org_budgets.c.org_id == org_id)
-        .with_for_update()
-    )
-    budget: Decimal | None = (await conn.execute(budget_row)).scalar_one_or_none()
+    budget: Decimal | None = await fetch_value(conn, _LOCK_BUDGET, org_id)
     if budget is None:  # the org's first call: its budget is the default
-        await conn.execute(
-            insert(org_budgets)
-            .values(org_id=org_id, monthly_budget_usd=default_budget)
-            .on_conflict_do_nothing(index_elements=[org_budgets.c.org_id])
-        )
-        budget = (await conn.execute(budget_row)).scalar_one()
-    month_start = func.date_trunc("month", func.now())
-    hold_is_live = budget_holds.c.created_at > func.now() - func.make_interval(
-        0, 0, 0, 0, 0, 0, hold_ttl_seconds
-    )
-    covered_by_a_hold = and_(
-        llm_calls.c.status == "streaming",
-        select(budget_holds.c.message_id)
-        .where(budget_holds.c.message_id == llm_calls.c.message_id, hold_is_live)
-        .exists(),
-    )
-    spent_so_far = (
-        select(func.coalesce(func.sum(llm_calls.c.cost_usd), 0))
-        .where(
-            llm_calls.c.org_id == org_id,
-            llm_calls.c.created_at >= month_start,
-            not_(covered_by_a_hold),
-        )
-        .scalar_subquery()
-    )
-    held_by_others = (
-        select(func.coalesce(func.sum(budget_holds.c.amount_usd), 0))
-        .where(
-            budget_holds.c.org_id == org_id,
-            budget_holds.c.message_id != message_id,
-            hold_is_live,
-        )
-        .scalar_subquery()
-    )
-    totals = (
-        await conn.execute(select(spent_so_far.label("spent"), held_by_others.label("held")))
-    ).one()
-    spent: Decimal = totals.spent
-    held: Decimal = totals.held
+        await execute(conn, _DEFAULT_BUDGET, org_id, default_budget)
+        budget = await fetch_value(conn, _LOCK_BUDGET, org_id)
+        assert budget is not None
+    # A statement of its own, after the lock: its snapshot sees every hold committed before.
+    totals = await fetch_row(conn, _SPENT_AND_HELD, org_id, message_id, float(hold_ttl_seconds))
+    assert totals is not None
+    spent: Decimal = totals["spent"]
+    held: Decimal = totals["held"]
     allowed = budget > 0 and spent + held + amount <= budget
     if allowed:
-        statement = insert(budget_holds).values(
-            message_id=message_id, org_id=org_id, amount_usd=amount
-        )
-        await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[budget_holds.c.message_id],
-                set_={
-                    "amount_usd": excluded_row(budget_holds).amount_usd,
-                    "created_at": func.now(),
-                },
-            )
-        )
+        await execute(conn, _HOLD, message_id, org_id, amount)
     return BudgetReply(
         allowed=allowed,
         budget_usd=budget,

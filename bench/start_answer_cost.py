@@ -1,0 +1,83 @@
+"""CPU per `StartAnswer` in the history service (`python -m bench.start_answer_cost`).
+
+Asks history's own `start_answer` (chat_history/handlers.py) for the turn of 200 sessions of one
+org, once where the turn is free ("claimed": the claim, the earlier turns and the budget hold,
+two transactions) and once more where it is held ("busy": the claim alone), two rounds, and
+prints the CPU of this process per question (PostgreSQL's own work is not counted). Needs
+PostgreSQL like the tests (`POSTGRES_URL`, default the local server); makes and drops its own
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from chat_history import repository
+from chat_history.db import org_transaction
+from chat_history.handlers import persist_event, start_answer
+from chat_history.settings import HistorySettings
+from chat_history.writer import EventWriter
+from chat_shared.contracts import HoldPrice, StartAnswer
+from tests.support.infra import fresh_database
+from tests.support.turns import a_user
+
+SESSIONS = 200
+HOLD = HoldPrice(
+    input_per_mtok=Decimal(3), output_per_mtok=Decimal(15), prompt_chars=5, max_tokens=100
+)
+
+
+async def _measure(url: str) -> None:
+    engine = create_async_engine(url, pool_size=2)
+    settings = HistorySettings(database_url=url, default_org_budget_usd=Decimal(1000))
+    writer = EventWriter(engine, persist_event, max_batch=16)
+    user = a_user()
+    sessions: list[UUID] = []
+    for _ in range(SESSIONS):
+        async with org_transaction(engine, user.org_id) as conn:
+            opened = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
+        assert opened.session_id is not None
+        sessions.append(opened.session_id)
+
+    async def ask_each(expected: str) -> float:
+        cpu = time.process_time()
+        for session_id in sessions:
+            request = StartAnswer(
+                org_id=user.org_id,
+                user_id=user.user_id,
+                session_id=session_id,
+                message_id=uuid4(),
+                exclude_message_id=uuid4(),
+                hold=HOLD,
+            )
+            reply = await start_answer(engine, settings, writer, request)
+            assert reply.turn.status == expected, reply
+        return (time.process_time() - cpu) / len(sessions) * 1e6
+
+    for round_ in (1, 2):
+        claimed = await ask_each("claimed")
+        busy = await ask_each("busy")
+        print(
+            f"round {round_}: claimed {claimed:5.0f} µs CPU, busy {busy:5.0f} µs CPU per question"
+        )
+        async with org_transaction(engine, user.org_id) as conn:  # every turn free again
+            await conn.execute(text("UPDATE chat.sessions SET active_message_id = NULL"))
+    await engine.dispose()
+
+
+def main() -> None:
+    server = os.environ.get("POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    print(f"StartAnswer for {SESSIONS} sessions of one org")
+    with fresh_database(server) as databases:
+        asyncio.run(_measure(databases.app_url))
+
+
+if __name__ == "__main__":
+    main()
