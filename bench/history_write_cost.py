@@ -4,14 +4,13 @@ Writes N turns' worth of events (user message, routed, progress, complete, deliv
 the service's own code (`chat_history.handlers.persist_event`), first one transaction per event
 (as history did before batching), then all of them in one transaction (what the event writer
 does under load), and prints the CPU of this process per event (PostgreSQL's own work is not
-counted) and the wall time. Needs PostgreSQL like the tests (`POSTGRES_URL`, default the local
-server); makes and drops its own database.
+counted) and the wall time. Needs PostgreSQL like the tests (`DATABASE_ADMIN_URL` or
+`DATABASE_URL`, default the local server); makes and drops its own database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any
 
@@ -21,7 +20,7 @@ from chat_history import repository
 from chat_history.db import org_transaction
 from chat_history.handlers import persist_event
 from chat_shared.contracts import DeliveredEvent, LlmCall, ProgressEvent
-from tests.support.infra import fresh_database
+from tests.support.infra import fresh_database, postgres_server_url
 from tests.support.turns import a_turn as _turn
 from tests.support.turns import a_user as _user
 
@@ -73,9 +72,8 @@ async def _measure(url: str) -> None:
 
 
 def main() -> None:
-    server = os.environ.get("POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
     print(f"{TURNS} turns x 5 events (user_message, routed, progress, complete, delivered)")
-    with fresh_database(server) as databases:
+    with postgres_server_url() as server, fresh_database(server) as databases:
         asyncio.run(_measure(databases.app_url))
 
 

@@ -4,14 +4,13 @@ Asks history's own `start_answer` (chat_history/handlers.py) for the turn of 200
 org, once where the turn is free ("claimed": the claim, the earlier turns and the budget hold,
 two transactions) and once more where it is held ("busy": the claim alone), two rounds, and
 prints the CPU of this process per question (PostgreSQL's own work is not counted). Needs
-PostgreSQL like the tests (`POSTGRES_URL`, default the local server); makes and drops its own
-database.
+PostgreSQL like the tests (`DATABASE_ADMIN_URL` or `DATABASE_URL`, default the local
+server); makes and drops its own database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -25,7 +24,7 @@ from chat_history.handlers import persist_event, start_answer
 from chat_history.settings import HistorySettings
 from chat_history.writer import EventWriter
 from chat_shared.contracts import HoldPrice, StartAnswer
-from tests.support.infra import fresh_database
+from tests.support.infra import fresh_database, postgres_server_url
 from tests.support.turns import a_user
 
 SESSIONS = 200
@@ -73,9 +72,8 @@ async def _measure(url: str) -> None:
 
 
 def main() -> None:
-    server = os.environ.get("POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
     print(f"StartAnswer for {SESSIONS} sessions of one org")
-    with fresh_database(server) as databases:
+    with postgres_server_url() as server, fresh_database(server) as databases:
         asyncio.run(_measure(databases.app_url))
 
 

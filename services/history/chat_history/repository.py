@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from chat_history.db import execute, fetch_row, fetch_value
-from chat_history.tables import excluded as excluded_row
 from chat_history.tables import (
     messages,
     org_budgets,
@@ -606,7 +605,7 @@ async def set_budget(conn: AsyncConnection, org_id: UUID, monthly_usd: Decimal) 
         statement.on_conflict_do_update(
             index_elements=[org_budgets.c.org_id],
             set_={
-                "monthly_budget_usd": excluded_row(org_budgets).monthly_budget_usd,
+                "monthly_budget_usd": statement.excluded.monthly_budget_usd,
                 "updated_at": func.now(),
             },
         )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 from sqlalchemy import (
     Column,
     DateTime,
@@ -17,13 +14,10 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
-    alias,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.sql.base import ReadOnlyColumnCollection
-from sqlalchemy.sql.elements import KeyedColumnElement
 
 SCHEMA = "chat"
 metadata = MetaData(schema=SCHEMA)
@@ -165,14 +159,3 @@ message_timings = Table(
     Column("completed_at", DateTime(timezone=True)),
     Column("persisted_at", DateTime(timezone=True)),
 )
-
-
-@functools.cache
-def excluded(table: Table) -> ReadOnlyColumnCollection[str, KeyedColumnElement[Any]]:
-    """The `excluded` row of an `INSERT ... ON CONFLICT DO UPDATE` on `table`.
-
-    The same as `insert(table).excluded`, which SQLAlchemy builds again for every statement (an
-    alias of the table with a proxy of each column): that was a sixth of the history service's
-    CPU under load (docs/benchmarks.md). Built once per table here.
-    """
-    return alias(table, name="excluded").columns

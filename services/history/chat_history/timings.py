@@ -90,8 +90,9 @@ def _hop_times(event: AnySessionEvent) -> tuple[UUID, UUID, UUID, Hops] | None:
     return None
 
 
-# Every hop column is a parameter; an event leaves those it does not bring NULL, which fills
-# nothing in (coalesce) and does not lower a delivery time (least ignores NULLs).
+# Every hop column is a parameter, $5-$13 in HOP_COLUMNS' order; an event leaves those it does
+# not bring NULL, which fills nothing in (coalesce) and does not lower a delivery time (least
+# ignores NULLs).
 _RECORD = """
     INSERT INTO chat.message_timings AS t (message_id, org_id, correlation_id, trace_id,
         received_at, routed_at, queued_at, started_at, model_called_at, first_output_at,
@@ -110,18 +111,6 @@ _RECORD = """
         completed_at = coalesce(t.completed_at, excluded.completed_at),
         persisted_at = coalesce(t.persisted_at, excluded.persisted_at)
 """
-# $5-$13, in the statement's order.
-_RECORDED = (
-    "received_at",
-    "routed_at",
-    "queued_at",
-    "started_at",
-    "model_called_at",
-    "first_output_at",
-    "first_output_delivered_at",
-    "completed_at",
-    "persisted_at",
-)
 
 
 async def record(conn: AsyncConnection, event: AnySessionEvent, trace_id: str | None) -> None:
@@ -139,7 +128,7 @@ async def record(conn: AsyncConnection, event: AnySessionEvent, trace_id: str | 
         org_id,
         correlation_id,
         trace_id,
-        *(hops.get(column) for column in _RECORDED),
+        *(hops.get(column) for column in HOP_COLUMNS.values()),
     )
 
 
