@@ -30,6 +30,7 @@ from faststream.rabbit.message import RabbitMessage
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pydantic import BaseModel, ValidationError
 
+from chat_shared import amqp_writer
 from chat_shared.contracts import SessionEvent, StreamEvent
 from chat_shared.declare import declare_topology_at
 from chat_shared.logs import bind_correlation_id, configure_logging
@@ -190,6 +191,7 @@ def service_app(
     `after_shutdown` once they are done (e.g. to close a connection the handlers publish on).
     """
     topology = Topology(settings.broker_prefix)
+    amqp_writer.install()
 
     @get(include_in_schema=False)
     async def livez(scope: Scope) -> AsgiResponse:
@@ -219,6 +221,10 @@ def service_app(
 
     async def stop() -> None:
         await stop_consuming(broker)
+        log.info(
+            "amqp writes",
+            extra={"writes": amqp_writer.stats.writes, "frames": amqp_writer.stats.frames},
+        )
 
     return AsgiFastStream(
         broker,

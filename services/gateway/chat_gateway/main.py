@@ -24,6 +24,7 @@ from chat_gateway.frames import outgoing
 from chat_gateway.hub import CLOSE_SIGNED_OUT, SessionHub
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.telemetry import Deliveries, watch_sockets
+from chat_shared import amqp_writer
 from chat_shared.contracts import (
     SessionEndedEvent,
     StreamEvent,
@@ -41,6 +42,7 @@ log = logging.getLogger("chat_gateway")
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
+    amqp_writer.install()
     setup_telemetry(SERVICE, settings.otel_exporter_otlp_endpoint)
     hub: SessionHub | None = None
     deliveries: Deliveries | None = None
