@@ -8,9 +8,11 @@ from decimal import Decimal
 from uuid import UUID, uuid4
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from chat_history import repository
+from chat_history.db import set_org
 from chat_shared.contracts import (
     CompleteEvent,
     RoutedEvent,
@@ -112,6 +114,56 @@ async def test_concurrent_budget_holds_never_exceed_the_budget(engine: AsyncEngi
 
     granted = await asyncio.gather(*(hold() for _ in range(10)))
     assert sum(granted) == 3  # 3 x $0.30 fits in $1.00; a fourth would not
+
+
+async def test_one_statement_holds_never_exceed_the_budget_together(engine: AsyncEngine) -> None:
+    """`hold_budget` (StartAnswer's path): each hold a statement of its own, all at once."""
+    org_id = uuid4()
+    async with engine.begin() as conn:
+        await repository.set_budget(conn, org_id, Decimal("1.00"))
+
+    replies = await asyncio.gather(
+        *(
+            repository.hold_budget(engine, org_id, uuid4(), Decimal("0.30"), Decimal(0), 900)
+            for _ in range(10)
+        )
+    )
+
+    assert sum(reply.allowed for reply in replies) == 3
+    refused = [reply for reply in replies if not reply.allowed]
+    assert all(reply.reserved_usd == Decimal("0.90") for reply in refused)
+    async with engine.begin() as conn:
+        await set_org(conn, org_id)
+        held = (
+            await conn.execute(
+                text("SELECT count(*), sum(amount_usd) FROM chat.budget_holds WHERE org_id = :o"),
+                {"o": org_id},
+            )
+        ).one()
+    assert tuple(held) == (3, Decimal("0.90"))
+
+
+async def test_a_one_statement_hold_commits_and_keeps_no_lock(engine: AsyncEngine) -> None:
+    """The org's first call gets the default budget; once the hold returns it is committed and
+    the budget row is free: a transaction that locks it does not wait."""
+    org_id, answer = uuid4(), uuid4()
+
+    reply = await repository.hold_budget(engine, org_id, answer, Decimal("0.40"), Decimal(5), 900)
+    again = await repository.hold_budget(engine, org_id, answer, Decimal("0.50"), Decimal(5), 900)
+
+    assert (
+        reply.allowed and reply.budget_usd == Decimal(5) and reply.reserved_usd == Decimal("0.40")
+    )
+    # The same answer asking again replaces its hold instead of adding one.
+    assert again.allowed and again.reserved_usd == Decimal("0.50")
+    async with engine.begin() as conn:
+        await set_org(conn, org_id)
+        await conn.execute(text("SET LOCAL lock_timeout = '200ms'"))
+        locked = await conn.execute(
+            text("SELECT monthly_budget_usd FROM chat.org_budgets WHERE org_id = :o FOR UPDATE"),
+            {"o": org_id},
+        )
+        assert locked.scalar_one() == Decimal(5)
 
 
 async def test_a_zero_budget_allows_nothing_even_for_free_calls(engine: AsyncEngine) -> None:

@@ -69,3 +69,20 @@ async def test_a_deadlock_raised_by_the_driver_is_tried_again() -> None:
     with pytest.raises(asyncpg.UniqueViolationError):
         await retry_transient(work)
     assert len(calls) == 2
+
+
+async def test_a_connection_lost_under_the_driver_is_tried_again() -> None:
+    # A statement run on its own (`fetch_row_at_once`, the budget hold) on a connection the
+    # server closed: asyncpg raises its own error, and the connection is dropped from the pool.
+    calls: list[int] = []
+
+    async def work() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed")
+        if len(calls) == 2:
+            raise ConnectionResetError("reset by peer")
+        return "done"
+
+    assert await retry_transient(work) == "done"
+    assert len(calls) == 3

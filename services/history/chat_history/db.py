@@ -111,6 +111,20 @@ async def fetch_value(conn: AsyncConnection, sql: str, *args: Any) -> Any:
     return await (await _driver(conn)).fetchval(sql, *args)
 
 
+async def fetch_row_at_once(engine: AsyncEngine, sql: str, *args: Any) -> Any:
+    """The first row `sql` returns, run as a transaction of its own: one round trip, no BEGIN
+    or COMMIT from here (PostgreSQL commits the statement when it ends). `sql` must set the org
+    itself (`app.org_id`), as `chat.hold_budget` does: no `set_org` runs before it."""
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            return await driver.fetchrow(sql, *args)
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+            # The connection is gone: the pool must not hand it out again.
+            await conn.invalidate()
+            raise
+
+
 async def retry_transient(work: Callable[[], Awaitable[T]], tries: int = TRANSIENT_TRIES) -> T:
     """`work()` (one transaction), tried again when nothing of it was written and trying again
     can succeed: PostgreSQL rolled it back as a deadlock victim or for a serialization failure,
@@ -120,13 +134,18 @@ async def retry_transient(work: Callable[[], Awaitable[T]], tries: int = TRANSIE
     for attempt in range(1, tries + 1):
         try:
             return await work()
-        except (DBAPIError, asyncpg.PostgresError) as exc:
-            # A statement run on the driver connection (`execute`) raises asyncpg's own error.
+        except (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            # A statement run on the driver connection (`execute`, `fetch_row_at_once`) raises
+            # asyncpg's own error, or the socket's when the connection is gone.
             if isinstance(exc, DBAPIError):
                 code = getattr(exc.orig, "sqlstate", None)
                 invalidated = exc.connection_invalidated
-            else:
+            elif isinstance(exc, asyncpg.PostgresConnectionError):
+                code, invalidated = None, True
+            elif isinstance(exc, asyncpg.PostgresError):
                 code, invalidated = exc.sqlstate, False
+            else:
+                code, invalidated = None, True
             transient = code in RETRYABLE_SQLSTATES or invalidated
             if not transient or attempt == tries:
                 raise

@@ -74,7 +74,8 @@ async def start_answer(
     """Claim the session's turn for the answer, with its earlier turns and its budget hold.
 
     Two transactions in one round trip: the session's row is not held while the org's budget
-    row is waited for (one org's holds are decided one at a time). A turn held by an answer
+    row is waited for (one org's holds are decided one at a time), and the hold is one
+    statement, so that row is locked only while PostgreSQL runs it. A turn held by an answer
     whose final event the writer is writing is claimed again once that is written, rather than
     answered "busy" (the worker would ask again later, tens of milliseconds or more).
     """
@@ -86,16 +87,15 @@ async def start_answer(
             turn, turns = await repository.claim_with_context(conn, request)
     if turn.status != "claimed":
         return StartReply(turn=turn)
-    async with org_transaction(engine, request.org_id) as conn:
-        budget = await repository.reserve_budget(
-            conn,
-            request.org_id,
-            request.message_id,
-            repository.hold_for(request, turns),
-            settings.default_org_budget_usd,
-            settings.budget_hold_ttl_seconds,
-            interrupt_calls=False,  # done by the claim
-        )
+    # The claim interrupted the answer's streaming calls already.
+    budget = await repository.hold_budget(
+        engine,
+        request.org_id,
+        request.message_id,
+        repository.hold_for(request, turns),
+        settings.default_org_budget_usd,
+        settings.budget_hold_ttl_seconds,
+    )
     return StartReply(turn=turn, turns=turns, budget=budget)
 
 
