@@ -71,6 +71,8 @@ class CoalescingFrameGenerator(_ORIGINAL):
             return frame
         if queue.empty():
             # Let the tasks that are ready in this turn of the loop queue their frames first.
+            # Cancelled here, the writer is closing the connection: this frame is dropped with
+            # the rest of the queue, and its publisher's confirm fails as theirs do.
             await asyncio.sleep(0)
             if queue.empty():
                 return frame
