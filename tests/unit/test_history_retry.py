@@ -86,3 +86,15 @@ async def test_a_connection_lost_under_the_driver_is_tried_again() -> None:
 
     assert await retry_transient(work) == "done"
     assert len(calls) == 3
+
+
+async def test_a_timeout_is_not_tried_again() -> None:
+    calls: list[int] = []
+
+    async def work() -> str:
+        calls.append(1)
+        raise TimeoutError  # an OSError, but no sign that the connection is gone
+
+    with pytest.raises(TimeoutError):
+        await retry_transient(work)
+    assert len(calls) == 1

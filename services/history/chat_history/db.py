@@ -119,7 +119,7 @@ async def fetch_row_at_once(engine: AsyncEngine, sql: str, *args: Any) -> Any:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         try:
             return await driver.fetchrow(sql, *args)
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError):
             # The connection is gone: the pool must not hand it out again.
             await conn.invalidate()
             raise
@@ -134,9 +134,10 @@ async def retry_transient(work: Callable[[], Awaitable[T]], tries: int = TRANSIE
     for attempt in range(1, tries + 1):
         try:
             return await work()
-        except (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError) as exc:
             # A statement run on the driver connection (`execute`, `fetch_row_at_once`) raises
-            # asyncpg's own error, or the socket's when the connection is gone.
+            # asyncpg's own error, or the socket's when the connection is gone (not a timeout:
+            # a statement that timed out is not tried again).
             if isinstance(exc, DBAPIError):
                 code = getattr(exc.orig, "sqlstate", None)
                 invalidated = exc.connection_invalidated
