@@ -25,6 +25,9 @@ log = logging.getLogger("chat_history.db")
 # deadlock_detected, serialization_failure.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 TRANSIENT_TRIES = 3
+# What a statement on the driver connection raises when the connection is gone (not a timeout:
+# a statement that timed out is not tried again).
+CONNECTION_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError)
 T = TypeVar("T")
 
 
@@ -119,8 +122,8 @@ async def fetch_row_at_once(engine: AsyncEngine, sql: str, *args: Any) -> Any:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         try:
             return await driver.fetchrow(sql, *args)
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError):
-            # The connection is gone: the pool must not hand it out again.
+        except CONNECTION_LOST:
+            # The pool must not hand this connection out again.
             await conn.invalidate()
             raise
 
@@ -134,19 +137,16 @@ async def retry_transient(work: Callable[[], Awaitable[T]], tries: int = TRANSIE
     for attempt in range(1, tries + 1):
         try:
             return await work()
-        except (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError) as exc:
+        except (DBAPIError, asyncpg.PostgresError, *CONNECTION_LOST) as exc:
             # A statement run on the driver connection (`execute`, `fetch_row_at_once`) raises
-            # asyncpg's own error, or the socket's when the connection is gone (not a timeout:
-            # a statement that timed out is not tried again).
+            # asyncpg's own error, or the socket's when the connection is gone.
             if isinstance(exc, DBAPIError):
                 code = getattr(exc.orig, "sqlstate", None)
                 invalidated = exc.connection_invalidated
-            elif isinstance(exc, asyncpg.PostgresConnectionError):
+            elif isinstance(exc, CONNECTION_LOST):
                 code, invalidated = None, True
-            elif isinstance(exc, asyncpg.PostgresError):
-                code, invalidated = exc.sqlstate, False
             else:
-                code, invalidated = None, True
+                code, invalidated = exc.sqlstate, False
             transient = code in RETRYABLE_SQLSTATES or invalidated
             if not transient or attempt == tries:
                 raise
