@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from decimal import Decimal
 from itertools import pairwise
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Route, WebSocket, expect
 
 from tests.e2e.chat_page import ChatPage
 from tests.e2e.conftest import PASSWORD, NewPage, NewUser, OpenChat, screenshot
@@ -374,3 +375,50 @@ async def test_network_loss_reconnects_to_the_same_session(
     answer = await chat.wait_answered(count=2)
     await expect(answer.locator(".md")).to_contain_text(user.email)
     await expect(chat.user_messages).to_have_count(2)
+
+
+async def test_reconnect_now_during_the_sign_in_check_leaves_one_socket(
+    stack: Stack, open_chat: OpenChat, new_user: NewUser
+) -> None:
+    """A handshake that fails makes the page ask `/api/me` whether the user is still signed in
+    before it schedules the next try. The browser coming back online meanwhile connects at once;
+    the check's answer must then not schedule a second connection (two sockets joined to one
+    session show every answer twice: seen in CI)."""
+    user = await new_user()
+    chat = ChatPage(await open_chat(user))
+    await chat.ready()
+    await chat.send("who am I")
+    await chat.wait_answered(count=1)
+    sockets: list[WebSocket] = []
+    chat.page.on("websocket", lambda ws: sockets.append(ws))
+
+    held: list[Route] = []
+    checking = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        if checking.is_set():
+            await route.continue_()
+            return
+        held.append(route)
+        checking.set()
+
+    await chat.page.route("**/api/me", hold)
+    stack.stop("gateway")
+    await asyncio.wait_for(checking.wait(), timeout=30)  # a failed handshake's sign-in check
+    stack.start("gateway")
+    stack.wait_ready(("gateway",))
+    await chat.page.evaluate("() => window.dispatchEvent(new Event('online'))")
+    await expect(chat.connection).to_have_attribute("data-state", "open", timeout=20_000)
+
+    async with chat.page.expect_response("**/api/me") as checked:
+        await held[0].continue_()
+    assert (await checked.value).ok
+    await chat.page.evaluate("() => new Promise(resolve => setTimeout(resolve, 100))")
+    await expect(chat.connection).to_have_attribute("data-state", "open")
+    await expect(chat.page.locator("#banner")).to_be_hidden()
+
+    await chat.send("whoami")
+    await chat.wait_answered(count=2)
+    await expect(chat.answers).to_have_count(2)
+    assert [ws.is_closed() for ws in sockets] == [True] * (len(sockets) - 1) + [False]
+    assert len(held) == 1

@@ -97,11 +97,18 @@ export class ChatSocket {
   }
 
   private connect(): void {
+    // One socket at a time: a second live socket would join the session again and show every
+    // frame twice.
+    window.clearTimeout(this.retryTimer);
+    const previous = this.ws;
+    this.ws = null;
+    previous?.close(CloseCode.normal);
     this.handlers.state({ kind: "connecting" });
     const ws = new WebSocket(this.options.url);
     let opened = false;
     this.ws = ws;
     ws.addEventListener("open", () => {
+      if (this.ws !== ws) return;
       opened = true;
       this.attempt = 0;
       this.handlers.state({ kind: "open" });
@@ -109,7 +116,7 @@ export class ChatSocket {
       this.handlers.open();
     });
     ws.addEventListener("message", (event: MessageEvent<unknown>) => {
-      if (typeof event.data !== "string") return;
+      if (this.ws !== ws || typeof event.data !== "string") return;
       this.lastHeard = Date.now();
       const frame = parseServerFrame(event.data);
       if (frame !== null) this.handlers.frame(frame);
@@ -124,7 +131,12 @@ export class ChatSocket {
 
   private async afterClose(code: number, opened: boolean): Promise<void> {
     if (this.stopped) return;
-    if (code === CloseCode.signedOut || (!opened && !(await this.stillSignedIn()))) {
+    const signedOut = code === CloseCode.signedOut || (!opened && !(await this.stillSignedIn()));
+    // While the sign-in check was under way, "Reconnect now" or the browser going online may
+    // have started the next connection (or the page stopped): that one owns the state now, and
+    // scheduling another would leave two sockets joined to the session.
+    if (this.stopped || this.ws !== null) return;
+    if (signedOut) {
       this.stopped = true;
       this.handlers.state({ kind: "signed_out" });
       return;
