@@ -1,11 +1,13 @@
 """CPU per event of the history service's writes (`python -m bench.history_write_cost`).
 
 Writes N turns' worth of events (user message, routed, progress, complete, delivered) through
-the service's own code (`chat_history.handlers.persist_event`), first one transaction per event
-(as history did before batching), then all of them in one transaction (what the event writer
-does under load), and prints the CPU of this process per event (PostgreSQL's own work is not
-counted) and the wall time. Needs PostgreSQL like the tests (`DATABASE_ADMIN_URL` or
-`DATABASE_URL`, default the local server); makes and drops its own database.
+the service's own code (`chat_history.handlers.persist_event`) three ways: a transaction per
+event through SQLAlchemy (as history did before batching), a transaction per event begun on the
+driver connection (what the event writer does when events come one at a time), and all of them
+in one transaction (what the event writer does under load). Prints the CPU of this process per
+event (PostgreSQL's own work is not counted) and the wall time, each way twice (the first round
+also warms up). Needs PostgreSQL like the tests (`DATABASE_ADMIN_URL` or `DATABASE_URL`,
+default the local server); makes and drops its own database.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chat_history import repository
-from chat_history.db import org_transaction
+from chat_history.db import driver_transaction, org_transaction, set_org_here
 from chat_history.handlers import persist_event
 from chat_shared.contracts import DeliveredEvent, LlmCall, ProgressEvent
 from tests.support.infra import fresh_database, postgres_server_url
@@ -53,13 +55,19 @@ async def _measure(url: str) -> None:
     async with org_transaction(engine, user.org_id) as conn:
         opened = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
     assert opened.session_id is not None
-    for mode in ("a transaction per event", "one transaction"):
+    modes = ("a transaction per event", "a driver transaction each", "one transaction")
+    for mode in modes + modes:  # twice: the first round also warms up (prepared statements)
         batches = [_events(user, opened.session_id) for _ in range(TURNS)]
         events = [event for batch in batches for event in batch]
         cpu, wall = time.process_time(), time.perf_counter()
         if mode == "one transaction":
             async with org_transaction(engine, user.org_id) as conn:
                 for event in events:
+                    await persist_event(conn, event, None)
+        elif mode == "a driver transaction each":  # what the event writer does, when idle
+            for event in events:
+                async with driver_transaction(engine) as conn:
+                    await set_org_here(conn, user.org_id)
                     await persist_event(conn, event, None)
         else:
             for event in events:

@@ -37,6 +37,7 @@ from chat_shared.declare import declare_topology_at
 from chat_shared.pricing import max_cost
 from chat_shared.runtime import publish_event
 from chat_shared.topology import Topology
+from tests.support.db import drop_connections
 from tests.support.infra import delete_topology, unique_prefix
 
 
@@ -248,17 +249,6 @@ async def test_questions_are_answered_after_the_database_dropped_every_connectio
     tried again, so a database restart costs the asker nothing."""
     org_id, user_id = uuid4(), uuid4()
     first = await _open(service, org_id=org_id, user_id=user_id)
-    admin = create_async_engine(database_url)
-    try:
-        async with admin.begin() as conn:
-            dropped = await conn.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-            assert dropped.scalar_one() >= 1  # the service's pooled connection
-    finally:
-        await admin.dispose()
+    assert await drop_connections(database_url) >= 1  # the service's pooled connection
     again = await _open(service, org_id=org_id, user_id=user_id, session_id=first.session_id)
     assert again.status == "ok" and again.session_id == first.session_id

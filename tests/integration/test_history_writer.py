@@ -14,11 +14,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from chat_history import repository
-from chat_history.db import org_transaction
+from chat_history.db import fetch_value, org_transaction
 from chat_history.handlers import persist_event, start_answer
 from chat_history.settings import HistorySettings
 from chat_history.writer import EventWriter, Persisted
 from chat_shared.contracts import HoldPrice, StartAnswer, UserMessage
+from tests.support.db import drop_connections
 from tests.support.turns import a_turn as _turn
 from tests.support.turns import a_user as _user
 
@@ -43,7 +44,7 @@ class Recorder:
         if event.text in self.poison:
             raise RuntimeError("cannot write this one")
         await repository.save_user_message(conn, event)
-        self.transactions.append((await conn.execute(text("SELECT txid_current()"))).scalar_one())
+        self.transactions.append(await fetch_value(conn, "SELECT txid_current()"))
 
 
 async def _visible(engine: AsyncEngine, message: UserMessage) -> bool:
@@ -181,3 +182,46 @@ async def test_sessions_in_different_lanes_are_written_concurrently(engine: Asyn
     await asyncio.gather(stuck_writing, after_writing)
     assert written == ["free", "stuck", "after stuck"]
     assert await _visible(engine, after)
+
+
+async def test_a_sqlalchemy_statement_in_the_writers_transaction_fails_it_whole(
+    engine: AsyncEngine,
+) -> None:
+    """The writer begins and commits its transactions on the driver connection; a persist
+    function that ran a SQLAlchemy statement there would begin a transaction SQLAlchemy then
+    rolls back behind the writer's back. It fails loudly instead, and nothing of it is kept."""
+    first, second = await _messages(engine, 2)
+
+    async def persist(conn: AsyncConnection, event: Persisted, trace_id: str | None) -> None:
+        assert isinstance(event, UserMessage)
+        await repository.save_user_message(conn, event)
+        if event is second:
+            await conn.execute(text("SELECT 1"))
+
+    writer = EventWriter(engine, persist, max_batch=16)
+    await writer.write(first)
+    with pytest.raises(RuntimeError, match="SQLAlchemy statement"):
+        await writer.write(second)
+    assert await _visible(engine, first)
+    assert not await _visible(engine, second)
+
+
+async def test_the_writer_writes_again_after_the_database_dropped_its_connections(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    """A connection found closed fails its batch once and leaves the pool (a new one is opened
+    for the next write): the event's message goes back to the queue and is written when it
+    comes again, as it is here."""
+    first, second = await _messages(engine, 2)
+    writer = EventWriter(engine, persist_event, max_batch=16)
+    await writer.write(first)
+    assert await drop_connections(database_url) >= 1
+    failures = 0
+    while True:
+        try:
+            await writer.write(second)
+            break
+        except Exception:
+            failures += 1
+            assert failures < 3, "a closed connection was handed out again"
+    assert await _visible(engine, second)

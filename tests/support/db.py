@@ -1,4 +1,4 @@
-"""Reading rows back, to assert what the database holds."""
+"""Reading rows back, to assert what the database holds; dropping every connection to it."""
 
 from __future__ import annotations
 
@@ -31,3 +31,13 @@ async def wait_for_rows(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{len(rows)} of {count} rows after {timeout}s: {sql}")
         await asyncio.sleep(0.05)
+
+
+async def drop_connections(database_url: str) -> int:
+    """Terminate every other connection to the database (as a restart would); how many."""
+    rows = await fetch(
+        database_url,
+        "SELECT count(pg_terminate_backend(pid)) AS dropped FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    return int(rows[0]["dropped"])

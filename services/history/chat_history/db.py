@@ -79,6 +79,36 @@ async def set_org(conn: AsyncConnection, org_id: UUID) -> None:
     await conn.execute(_SET_ORG, {"org_id": str(org_id)})
 
 
+_SET_ORG_ON_DRIVER = "SELECT set_config('app.org_id', $1, true)"
+
+
+@asynccontextmanager
+async def driver_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction begun and committed on the asyncpg connection itself, for statements run
+    with `execute`, `fetch_row` and `fetch_value` alone (the event writer's). SQLAlchemy's own
+    BEGIN (through its first statement), `set_org` and COMMIT cost ~3x the CPU of the statements
+    that write an event (`python -m bench.history_write_cost`); here they are three short
+    round trips. The org is set with `set_org_here`. A SQLAlchemy statement run inside would
+    begin a transaction of its own: that raises, and everything is rolled back."""
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            async with driver.transaction():
+                yield conn
+                if conn.in_transaction():
+                    await conn.rollback()  # SQLAlchemy's (a savepoint), before the whole one
+                    raise RuntimeError("a SQLAlchemy statement ran in a driver transaction")
+        except CONNECTION_LOST:
+            # The pool must not hand this connection out again.
+            await conn.invalidate()
+            raise
+
+
+async def set_org_here(conn: AsyncConnection, org_id: UUID) -> None:
+    """`set_org` in a `driver_transaction`."""
+    await execute(conn, _SET_ORG_ON_DRIVER, str(org_id))
+
+
 async def _driver(conn: AsyncConnection) -> Any:
     """The asyncpg connection under `conn`, in `conn`'s transaction.
 

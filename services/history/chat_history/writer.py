@@ -34,7 +34,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from chat_history.db import set_org
+from chat_history.db import driver_transaction, set_org_here
 from chat_shared.contracts import (
     CompleteEvent,
     DeliveredEvent,
@@ -147,12 +147,13 @@ class EventWriter:
                 raise
 
     async def _write(self, batch: list[_Item]) -> None:
-        async with self._engine.begin() as conn:
+        # Persist functions run their statements on the driver connection (chat_history.db).
+        async with driver_transaction(self._engine) as conn:
             org: UUID | None = None
             for item in batch:
                 if (event_org := org_of(item.event)) != org:
                     org = event_org
-                    await set_org(conn, org)
+                    await set_org_here(conn, org)
                 await self._persist(conn, item.event, item.trace_id)
         self.batches += 1
         self.events += len(batch)
