@@ -100,6 +100,39 @@ async def test_history_is_scoped_to_the_owner(engine: AsyncEngine) -> None:
     assert context == []
 
 
+async def test_the_context_is_the_last_turns_in_conversation_order(engine: AsyncEngine) -> None:
+    user = _user()
+    session_id = await _session(engine, user)
+    base = 1_800_000_000.0
+    turns = []
+    for i in range(3):
+        message, routed, complete = _turn(user, session_id)
+        turns.append(
+            (
+                message.model_copy(update={"text": f"Q{i}", "received_at": base + i}),
+                routed.model_copy(update={"routed_at": base + i + 0.1}),
+                complete.model_copy(update={"text": f"A{i}"}),
+            )
+        )
+    async with engine.begin() as conn:
+        for message, routed, complete in reversed(turns):  # the order comes from the times
+            await repository.save_complete(conn, complete)
+            await repository.save_routed(conn, routed)
+            await repository.save_user_message(conn, message)
+
+    async def context(limit: int, exclude: UUID) -> list[str]:
+        async with engine.begin() as conn:
+            found = await repository.context_turns(
+                conn, user.org_id, user.user_id, session_id, exclude, limit
+            )
+        return [turn.text for turn in found]
+
+    assert await context(10, uuid4()) == ["Q0", "A0", "Q1", "A1", "Q2", "A2"]
+    assert await context(3, uuid4()) == ["A1", "Q2", "A2"]
+    assert await context(10, turns[2][2].message_id) == ["Q0", "A0", "Q1", "A1", "Q2"]
+    assert await context(0, uuid4()) == []
+
+
 async def test_concurrent_budget_holds_never_exceed_the_budget(engine: AsyncEngine) -> None:
     org_id = uuid4()
     async with engine.begin() as conn:

@@ -83,17 +83,23 @@ _SET_ORG_ON_DRIVER = "SELECT set_config('app.org_id', $1, true)"
 
 
 @asynccontextmanager
-async def driver_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+async def driver_transaction(
+    engine: AsyncEngine, org_id: UUID | None = None
+) -> AsyncIterator[AsyncConnection]:
     """A transaction begun and committed on the asyncpg connection itself, for statements run
-    with `execute`, `fetch_row` and `fetch_value` alone (the event writer's). SQLAlchemy's own
+    with `execute`, `fetch_row`, `fetch_rows` and `fetch_value` alone (the event writer's, and
+    `StartAnswer`'s claim). SQLAlchemy's own
     BEGIN (through its first statement), `set_org` and COMMIT cost ~3x the CPU of the statements
     that write an event (`python -m bench.history_write_cost`); here they are three short
-    round trips. The org is set with `set_org_here`. A SQLAlchemy statement run inside would
-    begin a transaction of its own: that raises, and everything is rolled back."""
+    round trips. The org is `org_id` if given, or set (and switched) with `set_org_here`. A
+    SQLAlchemy statement run inside would begin a transaction of its own: that raises, and
+    everything is rolled back."""
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         try:
             async with driver.transaction():
+                if org_id is not None:
+                    await set_org_here(conn, org_id)
                 yield conn
                 if conn.in_transaction():
                     await conn.rollback()  # SQLAlchemy's (a savepoint), before the whole one
@@ -136,6 +142,12 @@ async def fetch_row(conn: AsyncConnection, sql: str, *args: Any) -> Any:
     """The first row `sql` returns (an asyncpg Record, None if none), in `conn`'s
     transaction."""
     return await (await _driver(conn)).fetchrow(sql, *args)
+
+
+async def fetch_rows(conn: AsyncConnection, sql: str, *args: Any) -> list[Any]:
+    """Every row `sql` returns (asyncpg Records), in `conn`'s transaction."""
+    rows: list[Any] = await (await _driver(conn)).fetch(sql, *args)
+    return rows
 
 
 async def fetch_value(conn: AsyncConnection, sql: str, *args: Any) -> Any:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chat_history import repository, timings
-from chat_history.db import org_transaction, retry_transient
+from chat_history.db import driver_transaction, org_transaction, retry_transient
 from chat_history.settings import HistorySettings
 from chat_history.writer import EventWriter, Persisted
 from chat_shared.contracts import (
@@ -79,11 +79,11 @@ async def start_answer(
     whose final event the writer is writing is claimed again once that is written, rather than
     answered "busy" (the worker would ask again later, tens of milliseconds or more).
     """
-    async with org_transaction(engine, request.org_id) as conn:
+    async with driver_transaction(engine, request.org_id) as conn:
         turn, turns = await repository.claim_with_context(conn, request)
     holder = turn.holder_message_id
     if turn.status == "busy" and holder is not None and await writer.final_written(holder):
-        async with org_transaction(engine, request.org_id) as conn:
+        async with driver_transaction(engine, request.org_id) as conn:
             turn, turns = await repository.claim_with_context(conn, request)
     if turn.status != "claimed":
         return StartReply(turn=turn)

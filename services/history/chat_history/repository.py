@@ -15,12 +15,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, bindparam, case, func, literal, or_, select, text
+from sqlalchemy import and_, bindparam, case, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
-from chat_history.db import execute, fetch_row, fetch_row_at_once, fetch_value
+from chat_history.db import execute, fetch_row, fetch_row_at_once, fetch_rows, fetch_value
 from chat_history.tables import (
     messages,
     org_budgets,
@@ -212,15 +212,23 @@ def _ordered() -> Any:
 
 
 _SESSION_MESSAGES = _ordered()
-# The earlier turns of an answer: a stopped answer is context too (the user saw it, and may ask
-# to go on), an empty one is not.
-_CONTEXT = _ordered().where(
-    or_(
-        messages.c.status == "complete",
-        and_(messages.c.status == "stopped", messages.c.content != ""),
-    ),
-    messages.c.id != bindparam("exclude_message_id"),
-)
+# The last $5 earlier turns of an answer, in the order of `_ordered`: a stopped answer is
+# context too (the user saw it, and may ask to go on), an empty one is not. Hand-written for the
+# driver connection: it runs for every answer (`StartAnswer`).
+_CONTEXT = """
+    SELECT role, content FROM (
+        SELECT m.role, m.content,
+               coalesce(p.created_at, m.created_at) AS asked_at,
+               CASE WHEN m.role = 'user' THEN 0 ELSE 1 END AS answer_after,
+               m.created_at
+        FROM chat.messages m LEFT JOIN chat.messages p ON p.id = m.reply_to
+        WHERE m.session_id = $1 AND m.org_id = $2 AND m.user_id = $3
+          AND (m.status = 'complete' OR (m.status = 'stopped' AND m.content <> ''))
+          AND m.id <> $4
+        ORDER BY asked_at DESC, answer_after DESC, m.created_at DESC
+        LIMIT $5
+    ) AS last ORDER BY asked_at, answer_after, created_at
+"""
 
 
 async def session_messages(
@@ -273,10 +281,8 @@ async def context_turns(
 ) -> list[ContextTurn]:
     if limit <= 0:
         return []
-    owner = {"session_id": session_id, "org_id": org_id, "user_id": user_id}
-    query = await conn.execute(_CONTEXT, {**owner, "exclude_message_id": exclude_message_id})
-    rows = query.all()[-limit:]
-    return [ContextTurn(role=row.role, text=row.content) for row in rows]
+    rows = await fetch_rows(conn, _CONTEXT, session_id, org_id, user_id, exclude_message_id, limit)
+    return [ContextTurn(role=row["role"], text=row["content"]) for row in rows]
 
 
 # -- events --------------------------------------------------------------------------------
