@@ -20,8 +20,9 @@ from uuid import uuid4
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import FieldTable
 
-KINDS = (
+KINDS: tuple[tuple[str, FieldTable, aio_pika.DeliveryMode], ...] = (
     ("classic, transient", {}, aio_pika.DeliveryMode.NOT_PERSISTENT),
     ("classic, persistent", {}, aio_pika.DeliveryMode.PERSISTENT),
     ("quorum", {"x-queue-type": "quorum"}, aio_pika.DeliveryMode.PERSISTENT),
@@ -37,7 +38,7 @@ def _percentiles(samples: list[float]) -> str:
 
 async def _hop(
     connection: aio_pika.abc.AbstractConnection,
-    arguments: dict[str, str],
+    arguments: FieldTable,
     mode: aio_pika.DeliveryMode,
     confirms: bool,
     messages: int,
