@@ -88,12 +88,11 @@ async def driver_transaction(
 ) -> AsyncIterator[AsyncConnection]:
     """A transaction begun and committed on the asyncpg connection itself, for statements run
     with `execute`, `fetch_row`, `fetch_rows` and `fetch_value` alone (the event writer's, and
-    `StartAnswer`'s claim). SQLAlchemy's own
-    BEGIN (through its first statement), `set_org` and COMMIT cost ~3x the CPU of the statements
-    that write an event (`python -m bench.history_write_cost`); here they are three short
-    round trips. The org is `org_id` if given, or set (and switched) with `set_org_here`. A
-    SQLAlchemy statement run inside would begin a transaction of its own: that raises, and
-    everything is rolled back."""
+    `StartAnswer`'s claim). SQLAlchemy's own BEGIN (through its first statement), `set_org` and
+    COMMIT cost ~3x the CPU of the statements that write an event (`python -m
+    bench.history_write_cost`); here they are three short round trips. The org is `org_id` if
+    given, or set (and switched) with `set_org_here`. A SQLAlchemy statement run inside would
+    begin a transaction of its own: that raises, and everything is rolled back."""
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         try:
