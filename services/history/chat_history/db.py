@@ -79,6 +79,20 @@ async def set_org(conn: AsyncConnection, org_id: UUID) -> None:
     await conn.execute(_SET_ORG, {"org_id": str(org_id)})
 
 
+@asynccontextmanager
+async def _on_driver(engine: AsyncEngine) -> AsyncIterator[tuple[AsyncConnection, Any]]:
+    """A pooled connection and the asyncpg connection under it, for statements run on the
+    driver outside any SQLAlchemy transaction; dropped from the pool if it turns out lost."""
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            yield conn, driver
+        except CONNECTION_LOST:
+            # The pool must not hand this connection out again.
+            await conn.invalidate()
+            raise
+
+
 _SET_ORG_ON_DRIVER = "SELECT set_config('app.org_id', $1, true)"
 
 
@@ -93,20 +107,13 @@ async def driver_transaction(
     bench.history_write_cost`); here they are three short round trips. The org is `org_id` if
     given, or set (and switched) with `set_org_here`. A SQLAlchemy statement run inside would
     begin a transaction of its own: that raises, and everything is rolled back."""
-    async with engine.connect() as conn:
-        driver: Any = (await conn.get_raw_connection()).driver_connection
-        try:
-            async with driver.transaction():
-                if org_id is not None:
-                    await set_org_here(conn, org_id)
-                yield conn
-                if conn.in_transaction():
-                    await conn.rollback()  # SQLAlchemy's (a savepoint), before the whole one
-                    raise RuntimeError("a SQLAlchemy statement ran in a driver transaction")
-        except CONNECTION_LOST:
-            # The pool must not hand this connection out again.
-            await conn.invalidate()
-            raise
+    async with _on_driver(engine) as (conn, driver), driver.transaction():
+        if org_id is not None:
+            await set_org_here(conn, org_id)
+        yield conn
+        if conn.in_transaction():
+            await conn.rollback()  # SQLAlchemy's (a savepoint), before the whole one
+            raise RuntimeError("a SQLAlchemy statement ran in a driver transaction")
 
 
 async def set_org_here(conn: AsyncConnection, org_id: UUID) -> None:
@@ -159,14 +166,8 @@ async def fetch_row_at_once(engine: AsyncEngine, sql: str, *args: Any) -> Any:
     """The first row `sql` returns, run as a transaction of its own: one round trip, no BEGIN
     or COMMIT from here (PostgreSQL commits the statement when it ends). `sql` must set the org
     itself (`app.org_id`), as `chat.hold_budget` does: no `set_org` runs before it."""
-    async with engine.connect() as conn:
-        driver: Any = (await conn.get_raw_connection()).driver_connection
-        try:
-            return await driver.fetchrow(sql, *args)
-        except CONNECTION_LOST:
-            # The pool must not hand this connection out again.
-            await conn.invalidate()
-            raise
+    async with _on_driver(engine) as (_, driver):
+        return await driver.fetchrow(sql, *args)
 
 
 async def retry_transient(work: Callable[[], Awaitable[T]], tries: int = TRANSIENT_TRIES) -> T:
