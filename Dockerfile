@@ -37,7 +37,8 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /app
 # Dependencies first: this layer is rebuilt only when the lock or a member's pyproject changes.
 COPY pyproject.toml uv.lock ./
-COPY packages/chat-shared/pyproject.toml packages/chat-shared/
+COPY packages/chat-contracts/pyproject.toml packages/chat-contracts/
+COPY packages/chat-runtime/pyproject.toml packages/chat-runtime/
 COPY packages/chatctl/pyproject.toml packages/chatctl/
 COPY services/gateway/pyproject.toml services/gateway/
 COPY services/orchestrator/pyproject.toml services/orchestrator/

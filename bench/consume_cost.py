@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aiormq.abc import DeliveredMessage
 
 from chat_gateway.frames import to_frame
-from chat_shared.contracts import TokenEvent, session_event_adapter
+from chat_contracts.events import TokenEvent, session_event_adapter
 
 Convert = Callable[[str, bytes], object]
 

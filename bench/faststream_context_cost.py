@@ -1,5 +1,5 @@
 """CPU per message of a FastStream subscriber: the injected `msg: RabbitMessage` parameter against
-the message handed over by a decoder (`chat_shared.runtime.raw_message`).
+the message handed over by a decoder (`chat_runtime.work.raw_message`).
 
 `python -m bench.faststream_context_cost`: fills a queue with N messages, then consumes them with
 manual acks (each way, alternating, 3 rounds) and prints this process's CPU per message and the
@@ -19,7 +19,7 @@ from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 
-from chat_shared.runtime import Delivery, raw_message
+from chat_runtime.work import Delivery, raw_message
 
 MESSAGES = 5000
 ROUNDS = 3

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from chat_history import repository
 from chat_history.db import driver_transaction, org_transaction, set_org_here
 from chat_history.handlers import persist_event
-from chat_shared.contracts import DeliveredEvent, LlmCall, ProgressEvent
+from chat_contracts.base import LlmCall
+from chat_contracts.events import DeliveredEvent, ProgressEvent
 from tests.support.infra import fresh_database, postgres_server_url
 from tests.support.turns import a_turn as _turn
 from tests.support.turns import a_user as _user

@@ -25,8 +25,8 @@ import psutil
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 
 from bench.systems import rabbitmq_pid
-from chat_shared import amqp_writer
-from chat_shared.contracts import TokenEvent
+from chat_runtime import amqp_writer
+from chat_contracts.events import TokenEvent
 
 Publish = Callable[[bytes], Awaitable[object]]
 

@@ -23,7 +23,7 @@ from chat_history.db import org_transaction
 from chat_history.handlers import persist_event, start_answer
 from chat_history.settings import HistorySettings
 from chat_history.writer import EventWriter
-from chat_shared.contracts import HoldPrice, StartAnswer
+from chat_contracts.history import HoldPrice, StartAnswer
 from tests.support.infra import fresh_database, postgres_server_url
 from tests.support.turns import a_user
 

@@ -29,7 +29,7 @@ from chat_gateway import identity
 from chat_gateway.auth import mint_token
 from chat_gateway.settings import GatewaySettings
 from chat_history import repository
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 from tests.support.infra import Databases, delete_topology, unique_prefix
 from tests.support.stack import Stack, free_port
 

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
-from chat_shared.contracts import TokenEvent
+from chat_contracts.events import TokenEvent
 from tests.support.client import ChatClient
 from tests.support.infra import delete_topology, fresh_database, unique_prefix
 from tests.support.otlp import running_otlp_receiver
@@ -55,7 +55,7 @@ def micro() -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from prometheus_client import CollectorRegistry
 
-    from chat_shared.timeline import stamp, turn
+    from chat_runtime.timeline import stamp, turn
 
     event = TokenEvent(
         session_id=uuid4(), correlation_id=uuid4(), message_id=uuid4(), seq=2, text="abcd"
@@ -175,7 +175,7 @@ async def measure(running: Stack, sockets: list[ChatClient], turns: int) -> dict
 
 # Where a sample's innermost frames are telemetry code (not the work it wraps).
 TELEMETRY_CODE = re.compile(
-    r"\((opentelemetry/|prometheus_client/|faststream/opentelemetry/|chat_shared/(tracing|telemetry|"
+    r"\((opentelemetry/|prometheus_client/|faststream/opentelemetry/|chat_runtime/(tracing|telemetry|"
     r"timeline)\.py|chat_gateway/telemetry\.py|google/protobuf/|requests/|urllib3/)"
 )
 OTHER_CODE = re.compile(

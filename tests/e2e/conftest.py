@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 from tests.conftest import ARTIFACTS, StackFactory
 from tests.support.seed import create_user
 from tests.support.stack import Stack

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from chat_shared.contracts import UserRef
-from chat_shared.topology import Topology
+from chat_contracts.base import UserRef
+from chat_contracts.topology import Topology
 from tests.support.chaos import (
     ChaosNode,
     chaos_node,

@@ -20,7 +20,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from chat_shared.topology import LLM_REQUEST_KEY, Topology
+from chat_contracts.topology import LLM_REQUEST_KEY, Topology
 from tests.faults.conftest import INTENSITY, FaultStack
 from tests.support.chaos import (
     ChaosNode,

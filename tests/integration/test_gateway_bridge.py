@@ -12,8 +12,10 @@ import aio_pika
 import pytest
 
 from chat_gateway.bridge import BackendUnavailable, BrokerBridge
-from chat_shared.contracts import TokenEvent, UserMessage, UserRef, UserSignedOut
-from chat_shared.topology import Topology, session_key
+from chat_contracts.base import UserRef
+from chat_contracts.control import UserSignedOut
+from chat_contracts.events import TokenEvent, UserMessage
+from chat_contracts.topology import Topology, session_key
 from tests.support.broker import close_connection_named
 from tests.support.infra import delete_topology, unique_prefix
 from tests.support.seed import gateway_settings

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import websockets
 
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 from tests.conftest import StackFactory
 from tests.support.broker import close_connection_named, gateway_connection_name
 from tests.support.client import ChatClient

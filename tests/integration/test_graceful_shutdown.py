@@ -19,8 +19,8 @@ import aio_pika
 import pytest
 import websockets
 
-from chat_shared.contracts import UserRef
-from chat_shared.topology import Topology
+from chat_contracts.base import UserRef
+from chat_contracts.topology import Topology
 from tests.conftest import StackFactory
 from tests.support.client import ChatClient
 from tests.support.db import wait_for_rows

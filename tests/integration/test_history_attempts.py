@@ -12,16 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_history import repository
-from chat_shared.contracts import (
-    CallStatus,
-    CompleteEvent,
-    ErrorEvent,
-    LlmCall,
-    ProgressEvent,
-    RoutedEvent,
-    Usage,
-    UserRef,
-)
+from chat_contracts.base import CallStatus, LlmCall, Usage, UserRef
+from chat_contracts.events import CompleteEvent, ErrorEvent, ProgressEvent, RoutedEvent
 from tests.integration import test_history_repository
 from tests.integration.test_history_repository import _session
 from tests.support.turns import a_turn as _turn

@@ -19,24 +19,21 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from chat_history.handlers import register
 from chat_history.settings import HistorySettings
-from chat_shared.contracts import (
-    ClaimTurn,
-    CompleteEvent,
+from MISSING import ClaimTurn
+from chat_contracts.base import LlmCall, Usage
+from chat_contracts.events import CompleteEvent, ProgressEvent, RetryingEvent
+from chat_contracts.history import (
     HoldPrice,
-    LlmCall,
     OpenSession,
-    ProgressEvent,
-    RetryingEvent,
     SessionSnapshot,
     StartAnswer,
     StartReply,
     TurnReply,
-    Usage,
 )
-from chat_shared.declare import declare_topology_at
-from chat_shared.pricing import max_cost
-from chat_shared.runtime import publish_event
-from chat_shared.topology import Topology
+from chat_runtime.declare import declare_topology_at
+from chat_runtime.pricing import max_cost
+from chat_runtime.runtime import publish_event
+from chat_contracts.topology import Topology
 from tests.support.db import drop_connections
 from tests.support.infra import delete_topology, unique_prefix
 

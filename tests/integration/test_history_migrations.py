@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chat_history.migrate import MIGRATIONS
-from chat_shared.migrations import alembic_config
+from chat_runtime.migrations import alembic_config
 from tests.support.infra import APP_ROLE, Databases
 
 

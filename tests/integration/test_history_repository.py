@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from chat_history import repository
 from chat_history.db import set_org
-from chat_shared.contracts import (
+from chat_contracts.base import UserRef
+from chat_contracts.events import (
     CompleteEvent,
     RoutedEvent,
     ToolCallEvent,
     ToolResultEvent,
     UserMessage,
-    UserRef,
 )
 from tests.support.turns import a_turn as _turn
 from tests.support.turns import a_user as _user
@@ -228,7 +228,8 @@ async def test_hop_times_arrive_in_any_order_and_the_timeline_is_only_the_owners
     engine: AsyncEngine,
 ) -> None:
     from chat_history import timings
-    from chat_shared.contracts import DeliveredEvent, HopTimes
+    from chat_contracts.base import HopTimes
+    from chat_contracts.events import DeliveredEvent
 
     user = _user()
     session_id = await _session(engine, user)

@@ -12,14 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_history import repository
-from chat_shared.contracts import (
-    ErrorEvent,
-    LlmCall,
-    ProgressEvent,
-    TurnReply,
-    Usage,
-    UserRef,
-)
+from chat_contracts.base import LlmCall, Usage, UserRef
+from chat_contracts.events import ErrorEvent, ProgressEvent
+from chat_contracts.history import TurnReply
 from tests.integration import test_history_repository
 from tests.integration.test_history_repository import _session
 from tests.support.turns import a_turn as _turn

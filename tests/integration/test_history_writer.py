@@ -18,7 +18,8 @@ from chat_history.db import fetch_value, org_transaction
 from chat_history.handlers import persist_event, start_answer
 from chat_history.settings import HistorySettings
 from chat_history.writer import EventWriter, Persisted
-from chat_shared.contracts import HoldPrice, StartAnswer, UserMessage
+from chat_contracts.events import UserMessage
+from chat_contracts.history import HoldPrice, StartAnswer
 from tests.support.db import drop_connections
 from tests.support.turns import a_turn as _turn
 from tests.support.turns import a_user as _user

@@ -14,7 +14,7 @@ import pytest
 
 from chat_llm_worker.handlers import BUSY_MESSAGE
 from chat_llm_worker.scripted import scripted_reply
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 from tests.conftest import StackFactory
 from tests.support.client import ChatClient
 from tests.support.db import wait_for_rows

@@ -33,29 +33,28 @@ from chat_llm_worker.providers import (
     TokenCount,
 )
 from chat_llm_worker.settings import LlmWorkerSettings
-from chat_shared.contracts import (
+from chat_contracts.base import UserRef
+from chat_contracts.control import ReplayReply, ReplayRequest, StopRequest, worker_control_adapter
+from chat_contracts.events import (
     AnySessionEvent,
-    BudgetReply,
     CompleteEvent,
     ErrorEvent,
-    LlmRequest,
     ProgressEvent,
     QueuedEvent,
-    ReplayReply,
-    ReplayRequest,
     RetryingEvent,
+    TokenEvent,
+    session_event_adapter,
+)
+from chat_contracts.history import (
+    BudgetReply,
     StartAnswer,
     StartReply,
-    StopRequest,
-    TokenEvent,
     TurnReply,
-    UserRef,
     history_request_adapter,
-    session_event_adapter,
-    worker_control_adapter,
 )
-from chat_shared.declare import declare_topology_at
-from chat_shared.topology import LLM_REQUEST_KEY, MAX_DELIVERIES, Topology
+from chat_contracts.work import LlmRequest
+from chat_runtime.declare import declare_topology_at
+from chat_contracts.topology import LLM_REQUEST_KEY, MAX_DELIVERIES, Topology
 from tests.support.fake_anthropic import (
     INPUT_TOKENS,
     SLOW_DELTA_SECONDS,

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 from tests.conftest import StackFactory
 from tests.support.client import ChatClient
 from tests.support.db import fetch, wait_for_rows
@@ -254,7 +254,7 @@ async def test_without_an_otlp_endpoint_nothing_is_traced_but_metrics_are_served
     import aio_pika
     import httpx
 
-    from chat_shared.topology import Topology, session_binding
+    from chat_contracts.topology import Topology, session_binding
 
     session_id = (await client.join())["session_id"]
     connection = await aio_pika.connect(amqp_url)

@@ -2,7 +2,7 @@
 
 FastStream 0.7 injects a `msg: RabbitMessage` parameter with a synchronous resolver that
 fast_depends runs in a worker thread, once per message; the services' subscribers take the
-message from a decoder instead (`chat_shared.runtime.raw_message`). The control subscriber
+message from a decoder instead (`chat_runtime.work.raw_message`). The control subscriber
 here shows that the spy sees such a thread hop when there is one.
 """
 
@@ -20,8 +20,8 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from chat_orchestrator.handlers import register
 from chat_orchestrator.settings import OrchestratorSettings
-from chat_shared.declare import declare_topology_at
-from chat_shared.topology import Topology
+from chat_runtime.declare import declare_topology_at
+from chat_contracts.topology import Topology
 from tests.integration.test_orchestrator_handler import _message
 from tests.support.infra import delete_topology, unique_prefix
 

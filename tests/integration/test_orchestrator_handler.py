@@ -14,8 +14,10 @@ from faststream.rabbit.annotations import RabbitMessage
 
 from chat_orchestrator.handlers import register
 from chat_orchestrator.settings import OrchestratorSettings
-from chat_shared.contracts import LlmRequest, RoutedEvent, ToolRequest, UserMessage, UserRef
-from chat_shared.topology import Topology, event_binding, session_key
+from chat_contracts.base import UserRef
+from chat_contracts.events import RoutedEvent, UserMessage
+from chat_contracts.work import LlmRequest, ToolRequest
+from chat_contracts.topology import Topology, event_binding, session_key
 from tests.support.infra import delete_topology, unique_prefix
 
 

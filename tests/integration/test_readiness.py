@@ -9,7 +9,7 @@ import contextlib
 import aio_pika
 import httpx
 
-from chat_shared.topology import Topology
+from chat_contracts.topology import Topology
 from tests.conftest import StackFactory
 from tests.support.stack import free_port
 

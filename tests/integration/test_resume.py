@@ -19,7 +19,7 @@ from uuid import UUID
 
 import pytest
 
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 from tests.conftest import StackFactory
 from tests.support.client import ChatClient, Frame
 from tests.support.db import wait_for_rows

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from chat_history import repository
 from chat_history.db import org_transaction, role_problems
-from chat_shared.contracts import TurnReply
+from chat_contracts.history import TurnReply
 
 TABLES = ("sessions", "messages", "tool_audit", "llm_calls", "org_budgets", "budget_holds")
 

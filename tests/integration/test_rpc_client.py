@@ -9,7 +9,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from chat_shared.rpc import RpcClient
+from chat_runtime.rpc import RpcClient
 from tests.support.infra import unique_prefix
 
 IN_FLIGHT = 8

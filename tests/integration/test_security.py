@@ -21,7 +21,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 from tests.conftest import StackFactory
 from tests.support.client import ChatClient
 from tests.support.jwks import AUDIENCE, ISSUER, IdentityProvider, running_identity_provider

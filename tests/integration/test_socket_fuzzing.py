@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 from tests.conftest import StackFactory
 from tests.support.client import ChatClient
 from tests.support.seed import create_user, token_for

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from chat_llm_worker.providers import split_deltas
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 from tests.conftest import StackFactory
 from tests.support.client import ChatClient, Frame
 from tests.support.db import wait_for_rows

@@ -19,18 +19,10 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
 )
 
-from chat_shared.contracts import (
-    CompleteEvent,
-    ReplayReply,
-    ReplayRequest,
-    RetryingEvent,
-    RoutedEvent,
-    StopRequest,
-    TokenEvent,
-    UserRef,
-    worker_control_adapter,
-)
-from chat_shared.topology import Topology, session_key
+from chat_contracts.base import UserRef
+from chat_contracts.control import ReplayReply, ReplayRequest, StopRequest, worker_control_adapter
+from chat_contracts.events import CompleteEvent, RetryingEvent, RoutedEvent, TokenEvent
+from chat_contracts.topology import Topology, session_key
 
 
 @dataclass

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from chat_gateway import migrate as gateway_migrate
 from chat_history import migrate as history_migrate
-from chat_shared.topology import Topology
+from chat_contracts.topology import Topology
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

@@ -12,7 +12,7 @@ from chat_gateway.auth import mint_token
 from chat_gateway.passwords import hash_password
 from chat_gateway.settings import GatewaySettings
 from chat_history import repository
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-from chat_shared.contracts import CompleteEvent, LlmCall, RoutedEvent, Usage, UserMessage, UserRef
+from chat_contracts.base import LlmCall, Usage, UserRef
+from chat_contracts.events import CompleteEvent, RoutedEvent, UserMessage
 
 
 def a_user() -> UserRef:

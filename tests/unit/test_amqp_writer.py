@@ -8,8 +8,8 @@ import inspect
 import aiormq.connection
 from aiormq.abc import ChannelFrame
 
-from chat_shared import amqp_writer
-from chat_shared.amqp_writer import CoalescingFrameGenerator
+from chat_runtime import amqp_writer
+from chat_runtime.amqp_writer import CoalescingFrameGenerator
 
 
 def _frame(payload: bytes, *, waits: bool = False, closes: bool = False) -> ChannelFrame:

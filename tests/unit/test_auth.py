@@ -5,7 +5,7 @@ import jwt
 import pytest
 
 from chat_gateway.auth import InvalidToken, TokenVerifier, bearer_token, mint_token
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 from tests.support.seed import gateway_settings
 
 

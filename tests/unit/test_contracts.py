@@ -3,15 +3,10 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from chat_shared.contracts import (
-    CompleteEvent,
-    TokenEvent,
-    UserMessage,
-    UserRef,
-    session_event_adapter,
-)
-from chat_shared.protocol import SendFrame, client_frame_adapter
-from chat_shared.topology import (
+from chat_contracts.base import UserRef
+from chat_contracts.events import CompleteEvent, TokenEvent, UserMessage, session_event_adapter
+from chat_contracts.protocol import SendFrame, client_frame_adapter
+from chat_contracts.topology import (
     Topology,
     event_binding,
     session_binding,

@@ -10,7 +10,7 @@ from starlette.websockets import WebSocket
 
 from chat_gateway.drain import CLOSE_SERVICE_RESTART, Drain
 from chat_gateway.hub import Client
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 
 
 class RecordingSocket:

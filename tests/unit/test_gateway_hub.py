@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 
 from chat_gateway import hub as hub_module
 from chat_gateway.hub import CLOSE_SILENT, MAX_TRACKED, Client, Outgoing, SessionHub
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 
 
 class RecordingSocket:

@@ -14,7 +14,8 @@ from chat_gateway.bridge import BackendUnavailable, BrokerBridge
 from chat_gateway.conversation import Conversation
 from chat_gateway.hub import Client, SessionHub
 from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import SessionSnapshot, UserRef
+from chat_contracts.base import UserRef
+from chat_contracts.history import SessionSnapshot
 
 
 class RecordingSocket:

@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 from chat_llm_worker.settings import LlmWorkerSettings, Price
-from chat_shared.pricing import cost, max_cost
+from chat_runtime.pricing import cost, max_cost
 
 SONNET = Price(input_per_mtok=Decimal(3), output_per_mtok=Decimal(15))
 

@@ -9,7 +9,7 @@ import pytest
 from aio_pika.exceptions import ChannelInvalidStateError
 from faststream.rabbit.message import RabbitMessage
 
-from chat_shared.runtime import process_work
+from chat_runtime.work import process_work
 
 
 class DeadChannelMessage:

@@ -10,7 +10,7 @@ from chat_llm_worker.providers import (
     split_deltas,
 )
 from chat_llm_worker.settings import LlmWorkerSettings
-from chat_shared.contracts import ContextTurn
+from chat_contracts.history import ContextMessage
 
 
 def test_deltas_are_three_or_four_characters_and_rebuild_the_reply() -> None:
@@ -46,10 +46,10 @@ def test_messages_alternate_and_start_with_the_user() -> None:
     request = ProviderRequest(
         system="s",
         turns=[
-            ContextTurn(role="assistant", text="orphan answer"),
-            ContextTurn(role="user", text="a"),
-            ContextTurn(role="user", text="b"),
-            ContextTurn(role="assistant", text="c"),
+            ContextMessage(role="assistant", text="orphan answer"),
+            ContextMessage(role="user", text="a"),
+            ContextMessage(role="user", text="b"),
+            ContextMessage(role="assistant", text="c"),
         ],
         text="d",
         max_tokens=10,

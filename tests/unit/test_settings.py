@@ -7,7 +7,7 @@ import pytest
 from chat_gateway.settings import GatewaySettings
 from chat_history.settings import HistorySettings
 from chat_llm_worker.settings import LlmWorkerSettings
-from chat_shared.settings import DEFAULT_DATABASE_URL
+from chat_runtime.settings import DEFAULT_DATABASE_URL
 
 
 def test_an_empty_variable_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,10 +6,10 @@ from uuid import uuid4
 
 import pytest
 
-from chat_shared.contracts import CompleteEvent, TokenEvent, ToolCallEvent
-from chat_shared.telemetry import otlp_metrics_wanted, traces_wanted
-from chat_shared.timeline import build_timeline, mark_model_called, stamp, turn
-from chat_shared.tracing import _span_destination
+from chat_contracts.events import CompleteEvent, TokenEvent, ToolCallEvent
+from chat_runtime.telemetry import otlp_metrics_wanted, traces_wanted
+from chat_runtime.timeline import build_timeline, mark_model_called, stamp, turn
+from chat_runtime.tracing import _span_destination
 
 
 def _ids() -> dict[str, object]:

@@ -7,14 +7,10 @@ from typing import Any
 from uuid import uuid4
 
 from chat_llm_worker.generations import Generations
-from chat_shared.contracts import (
-    CompleteEvent,
-    LlmRequest,
-    ReplayRequest,
-    StopRequest,
-    TokenEvent,
-    UserRef,
-)
+from chat_contracts.base import UserRef
+from chat_contracts.control import ReplayRequest, StopRequest
+from chat_contracts.events import CompleteEvent, TokenEvent
+from chat_contracts.work import LlmRequest
 
 
 class Clock:

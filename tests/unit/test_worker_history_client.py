@@ -13,8 +13,9 @@ from chat_llm_worker.history_client import (
     HistoryClient,
     OutageAllowance,
 )
-from chat_shared.contracts import ContextTurn, HoldPrice, LlmRequest, StartReply, TurnReply
-from chat_shared.topology import Topology
+from chat_contracts.history import ContextMessage, HoldPrice, StartReply, TurnReply
+from chat_contracts.work import LlmRequest
+from chat_contracts.topology import Topology
 from tests.unit.test_worker_generations import Clock
 from tests.unit.test_worker_generations import request as llm_request
 
@@ -102,7 +103,7 @@ async def test_history_down_means_no_context_no_claim_and_no_budget_answer() -> 
     # After the pause, one question goes through and its answer closes the breaker.
     clock.now = 10
     earlier = StartReply(
-        turn=TurnReply(status="claimed"), turns=[ContextTurn(role="user", text="earlier")]
+        turn=TurnReply(status="claimed"), turns=[ContextMessage(role="user", text="earlier")]
     )
     rpc.reply = earlier.model_dump_json().encode()
     reply = await start(client, request)

@@ -1,7 +1,8 @@
 """`chatctl`: the operator's command line (database, organisations, users, budgets, tokens).
 
-It talks to PostgreSQL directly, through the owning services' own modules: identity through
-the gateway's, budgets through the history service's.
+It talks to PostgreSQL as the tables' owner, through the one public module of each service that
+owns them (`chat_gateway.admin`: organisations, users, tokens; `chat_history.admin`: budgets),
+and to RabbitMQ with the encoder every service uses.
 """
 
 from __future__ import annotations
@@ -18,15 +19,11 @@ from typing import Any
 from pydantic import field_validator
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from chat_gateway import identity
-from chat_gateway import migrate as gateway_migrate
-from chat_gateway.auth import mint_token
-from chat_gateway.passwords import hash_password
-from chat_gateway.settings import GatewaySettings
-from chat_history import migrate as history_migrate
-from chat_history import repository as history
-from chat_shared.contracts import UserRef
-from chat_shared.settings import DEFAULT_DATABASE_ADMIN_URL, asyncpg_url
+from chat_contracts.base import UserRef
+from chat_gateway import admin as identity
+from chat_gateway.admin import GatewaySettings
+from chat_history import admin as history
+from chat_runtime.settings import DEFAULT_DATABASE_ADMIN_URL, asyncpg_url
 from chatctl import infra
 
 MIN_PASSWORD_LENGTH = 8
@@ -78,8 +75,8 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     role = infra.app_role(settings.database_url)
     if role == infra.app_role(settings.database_admin_url):
         role = None  # one role for everything: nothing to grant (and no row-level protection)
-    gateway_migrate.upgrade(settings.database_admin_url, role)
-    history_migrate.upgrade(settings.database_admin_url, role)
+    identity.upgrade(settings.database_admin_url, role)
+    history.upgrade(settings.database_admin_url, role)
     print("migrations applied (identity, chat)" + (f"; granted to {role}" if role else ""))
 
 
@@ -130,9 +127,8 @@ def cmd_user_create(args: argparse.Namespace, settings: ChatctlSettings) -> None
 
     async def work(conn: AsyncConnection) -> None:
         org_id = await identity.org_id_by_name(conn, args.org)
-        hashed = hash_password(password) if password else None
-        user = await identity.create_user(conn, org_id, args.email, args.name, hashed)
-        how = "with a password" if hashed else "without a password (token sign-in only)"
+        user = await identity.create_user(conn, org_id, args.email, args.name, password)
+        how = "with a password" if password else "without a password (token sign-in only)"
         print(f"created user {user.email} ({user.user_id}) in {args.org!r}, {how}")
 
     asyncio.run(_in_transaction(settings, work))
@@ -144,7 +140,7 @@ def cmd_user_password(args: argparse.Namespace, settings: ChatctlSettings) -> No
         raise identity.IdentityError("give --password (or run interactively)")
 
     async def work(conn: AsyncConnection) -> None:
-        await identity.set_password(conn, args.email, hash_password(password))
+        await identity.set_password(conn, args.email, password)
         print(f"password of {args.email} changed")
 
     asyncio.run(_in_transaction(settings, work))
@@ -166,7 +162,7 @@ def cmd_user_disable(args: argparse.Namespace, settings: ChatctlSettings) -> Non
 def cmd_token(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     async def work(conn: AsyncConnection) -> str:
         user = await identity.user_by_email(conn, args.email)
-        return mint_token(user, settings, args.ttl)
+        return identity.mint_token(user, settings, args.ttl)
 
     print(asyncio.run(_in_transaction(settings, work)))
 
@@ -181,7 +177,7 @@ def cmd_demo(args: argparse.Namespace, settings: ChatctlSettings) -> None:
             return False
         org_id = await identity.create_org(conn, DEMO_ORG)
         await history.set_budget(conn, org_id, Decimal(10))
-        await identity.create_user(conn, org_id, DEMO_EMAIL, DEMO_NAME, hash_password(password))
+        await identity.create_user(conn, org_id, DEMO_EMAIL, DEMO_NAME, password)
         return True
 
     if not asyncio.run(_in_transaction(settings, work)):

@@ -8,8 +8,11 @@ import aio_pika
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from chat_shared.contracts import UserRef, UserSignedOut
-from chat_shared.topology import Topology
+from chat_contracts.base import UserRef
+from chat_contracts.control import UserSignedOut
+from chat_contracts.topology import Topology
+from chat_runtime.declare import declare_exchange
+from chat_runtime.wire import Wire
 
 TIMEOUT = 3.0
 
@@ -94,12 +97,12 @@ async def check(amqp_url: str, database_url: str) -> list[str]:
 
 async def broadcast_sign_out(amqp_url: str, prefix: str, user: UserRef) -> None:
     """Tell every gateway replica to close this user's sockets."""
-    control = Topology(prefix).control
+    topology = Topology(prefix)
+    envelope = Wire(topology, "chatctl").encode(
+        UserSignedOut(user_id=user.user_id, reason="disabled")
+    )
     connection = await asyncio.wait_for(aio_pika.connect(amqp_url), TIMEOUT)
     async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(
-            control.name, type=control.type.value, durable=control.durable
-        )
-        message = UserSignedOut(user_id=user.user_id, reason="disabled")
-        await exchange.publish(aio_pika.Message(message.model_dump_json().encode()), routing_key="")
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await declare_exchange(channel, topology.control)
+        await exchange.publish(envelope.aio_pika_message(), routing_key=envelope.routing_key)

@@ -12,6 +12,9 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
+from chat_contracts.control import UserSignedOut
+from chat_contracts.history import GetTimeline, MessageTimeline, TimelineReply
+from chat_contracts.protocol import UserInfo
 from chat_gateway import identity
 from chat_gateway.auth import mint_token
 from chat_gateway.bridge import BackendUnavailable
@@ -19,8 +22,6 @@ from chat_gateway.deps import Bridge, CurrentIdentity, Engine, OptionalIdentity,
 from chat_gateway.passwords import verify_password
 from chat_gateway.ratelimit import clear_login_failures, login_blocked_for, record_login_failure
 from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import GetTimeline, MessageTimeline, TimelineReply, UserSignedOut
-from chat_shared.protocol import UserInfo
 
 log = logging.getLogger("chat_gateway.api")
 

@@ -19,8 +19,8 @@ from uuid import UUID, uuid4
 import jwt
 from pydantic import ValidationError
 
+from chat_contracts.base import UserRef
 from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import UserRef
 
 LOCAL_ALGORITHM = "HS256"
 EXTERNAL_ALGORITHMS = frozenset({"RS256", "ES256"})

@@ -9,23 +9,12 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from chat_gateway.bridge import BackendUnavailable, BrokerBridge
-from chat_gateway.frames import outgoing, retrying_text
-from chat_gateway.hub import Client, Outgoing, SessionHub
-from chat_gateway.settings import GatewaySettings
-from chat_shared.contracts import (
-    HistoryMessage,
-    OpenSession,
-    ReplayReply,
-    ReplayRequest,
-    SessionSnapshot,
-    StopRequest,
-    UserMessage,
-)
-from chat_shared.logs import bind_correlation_id
-from chat_shared.protocol import (
+from chat_contracts.codes import ErrorCode
+from chat_contracts.control import ReplayReply, ReplayRequest, StopRequest
+from chat_contracts.events import UserMessage
+from chat_contracts.history import HistoryMessage, OpenSession, SessionSnapshot
+from chat_contracts.protocol import (
     AcceptedFrame,
-    ErrorCode,
     ErrorFrame,
     JoinedFrame,
     JoinFrame,
@@ -40,13 +29,18 @@ from chat_shared.protocol import (
     UserInfo,
     client_frame_adapter,
 )
-from chat_shared.telemetry import instruments
-from chat_shared.tracing import chat_attributes, turn_span
+from chat_gateway.bridge import BackendUnavailable, BrokerBridge
+from chat_gateway.frames import Outgoing, outgoing, retrying_text
+from chat_gateway.hub import Client, SessionHub
+from chat_gateway.settings import GatewaySettings
+from chat_runtime.logs import bind_correlation_id
+from chat_runtime.telemetry import instruments
+from chat_runtime.tracing import chat_attributes, turn_span
 
 log = logging.getLogger("chat_gateway.conversation")
 
 # Above every real attempt: nothing more of an answer that history shows ended is sent.
-ENDED = (1 << 62, 0)
+BEYOND_EVERY_ATTEMPT = (1 << 62, 0)
 
 
 def _describe(error: ValidationError) -> str:
@@ -141,14 +135,14 @@ class Conversation:
             if not await self._attach(snapshot.session_id):
                 return False
         else:
-            # Bound, and the socket's frames held back, before history is read: nothing
-            # published meanwhile is missed. What was held is dropped unless history confirms
-            # that the session is this user's.
+            # Bound, and the socket's frames deferred, before history is read: nothing
+            # published meanwhile is missed. What was deferred is dropped unless history
+            # confirms that the session is this user's.
             if not await self._attach(session_id):
                 return False
             snapshot = await self._open(session_id)
             if snapshot is None or snapshot.status != "ok":
-                client.discard_held()
+                client.discard_deferred()
                 await self.hub.detach(client)
                 if snapshot is None:
                     self._history_unavailable()
@@ -196,7 +190,7 @@ class Conversation:
             known = answers.get(after.message_id)
             if known is not None and known.status != "pending":
                 # It ended meanwhile: the whole answer from history, and nothing more of it.
-                self.client.floor(after.message_id, *ENDED)
+                self.client.floor(after.message_id, *BEYOND_EVERY_ATTEMPT)
                 resync = ResyncFrame(message_id=after.message_id, reason="ended", message=known)
                 then.append(Outgoing(resync.model_dump_json()))
             else:
@@ -223,7 +217,7 @@ class Conversation:
             if reply is None:
                 whole = ended.get(message_id)
                 if whole is not None:
-                    self.client.floor(message_id, *ENDED)
+                    self.client.floor(message_id, *BEYOND_EVERY_ATTEMPT)
                 if seq > 0:  # the client has part of it, and the rest before now is lost
                     resync = ResyncFrame(
                         message_id=message_id,

@@ -23,11 +23,10 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 
+from chat_contracts.codes import CloseCode
 from chat_gateway.hub import Client
 
 log = logging.getLogger("chat_gateway.drain")
-
-CLOSE_SERVICE_RESTART = 1012
 
 
 class Drain:
@@ -72,7 +71,7 @@ class Drain:
         async with lock:  # the frame being handled, if any, finishes first
             await client.drain_and_stop()
             with contextlib.suppress(Exception):
-                await client.websocket.close(code=CLOSE_SERVICE_RESTART)
+                await client.websocket.close(code=CloseCode.SERVICE_RESTART)
 
 
 class DrainingServer(uvicorn.Server):

@@ -1,9 +1,19 @@
-"""Session events from the broker, as the frames the browser protocol defines."""
+"""Session events from the broker, as the frames the browser protocol defines.
+
+A frame takes the fields it declares from its event (`FRAME_OF`): a field added to an event and
+to its frame reaches the page with no change here. The few frame fields an event does not carry
+are filled in `_filled`.
+"""
 
 from __future__ import annotations
 
-from chat_gateway.hub import Outgoing
-from chat_shared.contracts import (
+from typing import Any, Final
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from chat_contracts.codes import ErrorCode
+from chat_contracts.events import (
     AnySessionEvent,
     CompleteEvent,
     ErrorEvent,
@@ -15,7 +25,7 @@ from chat_shared.contracts import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from chat_shared.protocol import (
+from chat_contracts.protocol import (
     CompleteFrame,
     ErrorFrame,
     QueuedFrame,
@@ -27,6 +37,40 @@ from chat_shared.protocol import (
     ToolResultFrame,
 )
 
+# The events the browser sees, and the frame each becomes. The others (`routed`, `progress`,
+# `delivered`, ...) are for the services only.
+FRAME_OF: Final[dict[type[BaseModel], type[ServerFrame]]] = {
+    TokenEvent: TokenFrame,
+    ToolCallEvent: ToolCallFrame,
+    ToolResultEvent: ToolResultFrame,
+    CompleteEvent: CompleteFrame,
+    ErrorEvent: ErrorFrame,
+    RetryingEvent: RetryingFrame,
+    QueuedEvent: QueuedFrame,
+    SessionEndedEvent: SessionEndedFrame,
+}
+
+
+class Outgoing:
+    """A frame, and where it stands in its answer (no `message_id`: not an answer's event)."""
+
+    __slots__ = ("attempt", "data", "final", "message_id", "seq")
+
+    def __init__(
+        self,
+        data: str,
+        message_id: UUID | None = None,
+        attempt: int = 0,
+        seq: int = 0,
+        *,
+        final: bool = False,
+    ) -> None:
+        self.data = data
+        self.message_id = message_id
+        self.attempt = attempt
+        self.seq = seq
+        self.final = final
+
 
 def retrying_text(attempt: int) -> str:
     """What a user reads when an answer starts over."""
@@ -36,70 +80,26 @@ def retrying_text(attempt: int) -> str:
     )
 
 
+_ERROR_CODES: Final = frozenset(ErrorCode)
+
+
+def _filled(event: AnySessionEvent) -> dict[str, Any]:
+    """Frame fields the event does not carry as such."""
+    if isinstance(event, RetryingEvent):
+        return {"message": retrying_text(event.attempt)}
+    if isinstance(event, ErrorEvent) and event.code not in _ERROR_CODES:
+        # A code this release does not know (a newer worker's): the client is told it failed.
+        return {"code": ErrorCode.INTERNAL}
+    return {}
+
+
 def to_frame(event: AnySessionEvent) -> ServerFrame | None:
-    """The frame for an event, or None for events the browser does not see (progress, ...)."""
-    match event:
-        case TokenEvent():
-            return TokenFrame(
-                message_id=event.message_id,
-                seq=event.seq,
-                attempt=event.attempt,
-                text=event.text,
-                deltas=event.deltas,
-                emitted_at=event.emitted_at,
-            )
-        case ToolCallEvent():
-            return ToolCallFrame(
-                message_id=event.message_id,
-                seq=event.seq,
-                attempt=event.attempt,
-                call_id=event.call_id,
-                tool=event.tool,
-                input=event.input,
-            )
-        case ToolResultEvent():
-            return ToolResultFrame(
-                message_id=event.message_id,
-                seq=event.seq,
-                attempt=event.attempt,
-                call_id=event.call_id,
-                output=event.output,
-                is_error=event.is_error,
-            )
-        case CompleteEvent():
-            return CompleteFrame(
-                message_id=event.message_id,
-                seq=event.seq,
-                attempt=event.attempt,
-                text=event.text,
-                status=event.status,
-                model=event.model,
-                provider=event.provider,
-                tool=event.tool,
-                usage=event.usage,
-            )
-        case ErrorEvent():
-            return ErrorFrame(
-                code=event.code,
-                message=event.message,
-                message_id=event.message_id,
-                seq=event.seq,
-                attempt=event.attempt,
-                retryable=event.retryable,
-            )
-        case RetryingEvent():
-            return RetryingFrame(
-                message_id=event.message_id,
-                attempt=event.attempt,
-                message=retrying_text(event.attempt),
-            )
-        case QueuedEvent():
-            return QueuedFrame(
-                message_id=event.message_id, behind_message_id=event.behind_message_id
-            )
-        case SessionEndedEvent():
-            return SessionEndedFrame(session_id=event.session_id, reason=event.reason)
-    return None
+    """The frame for an event, or None for events the browser does not see."""
+    frame = FRAME_OF.get(type(event))
+    if frame is None:
+        return None
+    fields = {name: getattr(event, name) for name in frame.model_fields if hasattr(event, name)}
+    return frame.model_validate(fields | _filled(event))
 
 
 def outgoing(event: AnySessionEvent) -> Outgoing | None:

@@ -12,18 +12,17 @@ from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import text
 from starlette.websockets import WebSocketDisconnect
 
+from chat_contracts.codes import CloseCode, ErrorCode
+from chat_contracts.protocol import ErrorFrame
 from chat_gateway.conversation import Conversation
 from chat_gateway.deps import token_from, websocket_state
-from chat_gateway.drain import CLOSE_SERVICE_RESTART, Drain
-from chat_gateway.hub import CLOSE_SIGNED_OUT, CLOSE_TOO_MANY_SOCKETS, Client
-from chat_shared.protocol import ErrorCode, ErrorFrame
-from chat_shared.telemetry import PROMETHEUS_CONTENT_TYPE, current_telemetry
+from chat_gateway.drain import Drain
+from chat_gateway.hub import Client
+from chat_runtime.telemetry import PROMETHEUS_CONTENT_TYPE, current_telemetry
 
 log = logging.getLogger("chat_gateway.handlers")
 
 router = APIRouter()
-# Close code of a handshake refused before the upgrade (the client sees HTTP 403).
-REFUSED = 1008
 
 
 @router.get("/livez", include_in_schema=False)
@@ -56,7 +55,7 @@ async def metrics() -> Response:
 
 async def _expire(client: Client, expires_at: float) -> None:
     await asyncio.sleep(max(0.0, expires_at - time.time()))
-    client.close(CLOSE_SIGNED_OUT, "token expired")
+    client.close(CloseCode.SIGNED_OUT, "token expired")
 
 
 @router.websocket("/ws")
@@ -67,19 +66,19 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     # Cross-site WebSocket hijacking: a foreign page's handshake carries the victim's cookie but
     # its own Origin. Browsers always send Origin; the cookie is accepted only with an allowed one.
     if (origin is not None and origin not in settings.origins) or (from_cookie and origin is None):
-        await websocket.close(code=REFUSED)
+        await websocket.close(code=CloseCode.REFUSED)
         return
     who = await access.identify(token)
     if who is None:
-        await websocket.close(code=REFUSED)
+        await websocket.close(code=CloseCode.REFUSED)
         return
     await websocket.accept()
     drain: Drain = websocket.app.state.drain
     if drain.draining:  # this replica is stopping: reconnect to another one
-        await websocket.close(code=CLOSE_SERVICE_RESTART)
+        await websocket.close(code=CloseCode.SERVICE_RESTART)
         return
     if hub.sockets_of(who.user.user_id) >= settings.max_sockets_per_user:
-        await websocket.close(code=CLOSE_TOO_MANY_SOCKETS, reason="too many connections")
+        await websocket.close(code=CloseCode.TOO_MANY_SOCKETS, reason="too many connections")
         return
     client = Client(websocket, who.user, settings.socket_send_queue)
     hub.connect(client)

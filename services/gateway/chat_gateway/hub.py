@@ -22,43 +22,18 @@ from uuid import UUID
 
 from starlette.websockets import WebSocket
 
+from chat_contracts.base import UserRef
+from chat_contracts.codes import CloseCode
+from chat_contracts.protocol import HeartbeatFrame
+from chat_gateway.frames import Outgoing
 from chat_gateway.ratelimit import TokenBucket
-from chat_shared.contracts import UserRef
-from chat_shared.protocol import HeartbeatFrame
 
 log = logging.getLogger("chat_gateway.hub")
-
-CLOSE_TOO_SLOW = 1013
-# Custom close codes (4000-4999), documented in docs/security.md.
-CLOSE_SIGNED_OUT = 4401  # token expired, signed out, or user disabled: sign in again
-CLOSE_TOO_MANY_SOCKETS = 4429
-CLOSE_SILENT = 4408  # nothing arrived from the client for CLIENT_SILENCE_SECONDS
 
 # How long a socket remembers an answer after its final event (longer than a replay is served).
 FORGET_SECONDS = 120.0
 # At most this many answers remembered per socket (the oldest is forgotten first).
 MAX_TRACKED = 1024
-
-
-class Outgoing:
-    """A frame, and where it stands in its answer (no `message_id`: not an answer's event)."""
-
-    __slots__ = ("attempt", "data", "final", "message_id", "seq")
-
-    def __init__(
-        self,
-        data: str,
-        message_id: UUID | None = None,
-        attempt: int = 0,
-        seq: int = 0,
-        *,
-        final: bool = False,
-    ) -> None:
-        self.data = data
-        self.message_id = message_id
-        self.attempt = attempt
-        self.seq = seq
-        self.final = final
 
 
 class Client:
@@ -71,8 +46,8 @@ class Client:
         self.heard_at = time.monotonic()
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_size)
         self._writer = asyncio.create_task(self._write())
-        # While a join is in progress, frames are held back so that `joined` goes first.
-        self._held: list[Outgoing] | None = None
+        # While a join is in progress, frames are deferred so that `joined` goes first.
+        self._deferred: list[Outgoing] | None = None
         self._closer: asyncio.Task[None] | None = None
         # Per answer (by `message_id.int`: a UUID's own hash is a Python-level call): the
         # highest (attempt, seq) sent; when to forget answers whose final event was sent.
@@ -81,23 +56,23 @@ class Client:
 
     @property
     def joining(self) -> bool:
-        return self._held is not None
+        return self._deferred is not None
 
-    def hold(self) -> None:
-        self._held = []
+    def defer(self) -> None:
+        self._deferred = []
 
-    def discard_held(self) -> None:
-        self._held = None
+    def discard_deferred(self) -> None:
+        self._deferred = None
 
     def floor(self, message_id: UUID, attempt: int, seq: int) -> None:
         """The client has `message_id` up to `seq` of `attempt`: send nothing at or below it."""
         self._sent[message_id.int] = (attempt, seq)
 
     def release(self, first: str, *then: Outgoing) -> None:
-        """Send `first`, then `then`, then whatever was held back meanwhile."""
-        held, self._held = self._held or [], None
+        """Send `first`, then `then`, then whatever was deferred meanwhile."""
+        deferred, self._deferred = self._deferred or [], None
         self.send(first)
-        for outgoing in (*then, *held):
+        for outgoing in (*then, *deferred):
             self.post(outgoing)
 
     def heard(self) -> None:
@@ -133,10 +108,10 @@ class Client:
         self.post(Outgoing(data, message_id, attempt, seq, final=final))
 
     def post(self, outgoing: Outgoing) -> None:
-        """Queue a frame for the socket (held back while joining; an answer's event only if
+        """Queue a frame for the socket (deferred while joining; an answer's event only if
         it is new to the socket)."""
-        if self._held is not None:
-            self._held.append(outgoing)
+        if self._deferred is not None:
+            self._deferred.append(outgoing)
             return
         message_id = outgoing.message_id
         if message_id is not None and not self._admit(
@@ -150,7 +125,7 @@ class Client:
                 "client too slow; disconnecting it", extra={"user_id": str(self.user.user_id)}
             )
             self._writer.cancel()
-            self._closer = asyncio.create_task(self._close(CLOSE_TOO_SLOW))
+            self._closer = asyncio.create_task(self._close(CloseCode.TOO_SLOW))
 
     async def _write(self) -> None:
         while (data := await self._queue.get()) is not None:
@@ -181,7 +156,7 @@ class SessionHub:
     """Which local sockets follow which session; binds the replica's queue accordingly.
 
     A session is bound while a socket is attached to it; a joining socket is attached (its
-    frames held back) before history is read, so no event falls in between.
+    frames deferred) before history is read, so no event falls in between.
     """
 
     def __init__(
@@ -195,7 +170,8 @@ class SessionHub:
         self._by_user: dict[UUID, set[Client]] = defaultdict(set)
         # Message rate limits, per user, for as long as the user has a socket here.
         self._buckets: dict[UUID, TokenBucket] = {}
-        self._holds: dict[UUID, int] = defaultdict(int)
+        # How many local sockets follow each bound session.
+        self._followers: dict[UUID, int] = defaultdict(int)
         self._lock = asyncio.Lock()
 
     def connect(self, client: Client) -> None:
@@ -229,26 +205,26 @@ class SessionHub:
 
     async def _acquire(self, session_id: UUID) -> None:
         async with self._lock:
-            if self._holds[session_id] == 0:
+            if self._followers[session_id] == 0:
                 await self._bind(session_id)
-            self._holds[session_id] += 1
+            self._followers[session_id] += 1
 
     async def _release(self, session_id: UUID) -> None:
         async with self._lock:
-            self._holds[session_id] -= 1
-            if self._holds[session_id] <= 0:
-                del self._holds[session_id]
+            self._followers[session_id] -= 1
+            if self._followers[session_id] <= 0:
+                del self._followers[session_id]
                 await self._unbind(session_id)
 
     async def attach(self, client: Client, session_id: UUID) -> None:
-        """Bind the session and add the socket to it, holding its frames back (from here on
+        """Bind the session and add the socket to it, deferring its frames (from here on
         nothing of the session is missed) until the join releases them after `joined`."""
         await self.detach(client)
         await self._acquire(session_id)
         self._clients[session_id].add(client)
         client.session_id = session_id
         client.session_ended = False
-        client.hold()
+        client.defer()
 
     async def detach(self, client: Client) -> None:
         session_id = client.session_id
@@ -292,7 +268,7 @@ class SessionHub:
         heartbeat = HeartbeatFrame(at=time.time()).model_dump_json()
         for client in self.all_clients():
             if now - client.heard_at > silence_seconds:
-                client.close(CLOSE_SILENT, "nothing received from the client")
+                client.close(CloseCode.SILENT, "nothing received from the client")
             else:
                 client.send(heartbeat)
 

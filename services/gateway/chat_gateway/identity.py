@@ -10,8 +10,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chat_contracts.base import UserRef
 from chat_gateway.tables import orgs, revoked_tokens, users
-from chat_shared.contracts import UserRef
 
 
 class IdentityError(Exception):

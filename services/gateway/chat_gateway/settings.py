@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from chat_shared.settings import DEFAULT_DATABASE_URL, SecretSettings, asyncpg_url
+from chat_runtime.settings import DEFAULT_DATABASE_URL, SecretSettings, asyncpg_url
 
 WEB_DIST = Path(__file__).resolve().parents[3] / "web" / "dist"
 

@@ -4,7 +4,7 @@ Per token event the gateway does a modulo and, with tracing on, one header looku
 lag is sampled (every event but tokens, and one token in `LAG_SAMPLE_EVERY`, starting with the
 first), because a histogram record costs about as much as the rest of the gateway's
 telemetry put together (docs/observability.md). Only an answer's first event and its last are
-traced (see chat_shared.tracing), and only the first is reported to history for the message's
+traced (see chat_runtime.tracing), and only the first is reported to history for the message's
 timeline.
 """
 
@@ -22,10 +22,10 @@ from uuid import UUID
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from chat_contracts.events import DeliveredEvent, StreamEvent, TokenEvent
 from chat_gateway.hub import SessionHub
-from chat_shared.contracts import DeliveredEvent, StreamEvent, TokenEvent
-from chat_shared.telemetry import instruments
-from chat_shared.tracing import TRACEPARENT, consumer_span, tracing_enabled
+from chat_runtime.telemetry import instruments
+from chat_runtime.tracing import TRACEPARENT, consumer_span, tracing_enabled
 
 log = logging.getLogger("chat_gateway.telemetry")
 

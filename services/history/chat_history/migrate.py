@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chat_shared.migrations import upgrade as alembic_upgrade
+from chat_runtime.migrations import upgrade as alembic_upgrade
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic import Field
 
-from chat_shared.settings import DatabaseSettings
+from chat_runtime.settings import DatabaseSettings
 
 
 class HistorySettings(DatabaseSettings):

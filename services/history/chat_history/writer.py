@@ -34,39 +34,19 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from chat_contracts.events import CompleteEvent, ErrorEvent, PersistedEvent, UserMessage
 from chat_history.db import driver_transaction, set_org_here
-from chat_shared.contracts import (
-    CompleteEvent,
-    DeliveredEvent,
-    ErrorEvent,
-    ProgressEvent,
-    RoutedEvent,
-    ToolCallEvent,
-    ToolResultEvent,
-    UserMessage,
-)
-from chat_shared.tracing import current_trace_id
+from chat_runtime.tracing import current_trace_id
 
 log = logging.getLogger("chat_history.writer")
 
-# The events history persists (chat_shared.topology.PERSISTED_EVENTS).
-Persisted = (
-    UserMessage
-    | RoutedEvent
-    | ToolCallEvent
-    | ToolResultEvent
-    | CompleteEvent
-    | ErrorEvent
-    | ProgressEvent
-    | DeliveredEvent
-)
 # Writes one event in the transaction given, with the trace id of the message that brought it.
-Persist = Callable[[AsyncConnection, Persisted, str | None], Awaitable[None]]
+Persist = Callable[[AsyncConnection, PersistedEvent, str | None], Awaitable[None]]
 
 
 @dataclass
 class _Item:
-    event: Persisted
+    event: PersistedEvent
     trace_id: str | None
     done: asyncio.Future[None]
 
@@ -76,7 +56,7 @@ class _Item:
 REMEMBERED_FINALS = 1024
 
 
-def org_of(event: Persisted) -> UUID:
+def org_of(event: PersistedEvent) -> UUID:
     return event.user.org_id if isinstance(event, UserMessage) else event.org_id
 
 
@@ -96,7 +76,7 @@ class EventWriter:
         self.batches = 0
         self.events = 0
 
-    async def write(self, event: Persisted) -> None:
+    async def write(self, event: PersistedEvent) -> None:
         """Return once `event` is committed; raise what writing it raised."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # A session's events always take the same lane, so they are written in arrival order

@@ -12,20 +12,17 @@ still be queued, and the worker that takes it ends it at once (docs/decisions/00
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from chat_shared.contracts import (
-    CompleteEvent,
-    ErrorEvent,
-    LlmRequest,
-    ReplayReply,
-    ReplayRequest,
-    StopRequest,
-    TokenEvent,
-)
+from chat_contracts.control import AnyWorkerControl, ReplayReply, ReplayRequest, StopRequest
+from chat_contracts.events import CompleteEvent, ErrorEvent, TokenEvent
+from chat_contracts.work import LlmRequest
+
+log = logging.getLogger("chat_llm_worker")
 
 Replayable = TokenEvent | CompleteEvent | ErrorEvent
 
@@ -152,6 +149,15 @@ class Generations:
             return False
         generation.stop()
         return True
+
+    def on_control(self, control: AnyWorkerControl) -> ReplayReply | None:
+        """Act on a control message: a stop (nothing to reply), or a replay (the reply, if this
+        worker holds the answer)."""
+        if isinstance(control, StopRequest):
+            if self.stop(control):
+                log.info("stopping an answer", extra={"message_id": str(control.message_id)})
+            return None
+        return self.replay(control)
 
     def replay(self, asked: ReplayRequest) -> ReplayReply | None:
         """The reply for a replay request, or None when this worker does not hold the answer

@@ -1,5 +1,5 @@
 """The question the worker asks the history service before each model call (`StartAnswer`: the
-session's turn, the earlier turns and a budget hold, in one round trip).
+session's turn, the earlier messages and a budget hold, in one round trip).
 
 Chat goes on while history is down (docs/decisions/0006): after a question times out, a circuit
 breaker answers every question with `HistoryUnavailable` for `HISTORY_BREAKER_SECONDS` without
@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from decimal import Decimal
-from uuid import UUID
+from typing import Protocol
 
-from chat_shared.contracts import HoldPrice, LlmRequest, StartAnswer, StartReply
-from chat_shared.rpc import RpcClient
-from chat_shared.topology import Topology
+from pydantic import BaseModel
+
+from chat_contracts.history import HoldPrice, StartAnswer, StartReply
+from chat_contracts.work import LlmRequest
 
 log = logging.getLogger("chat_llm_worker")
 
@@ -64,32 +64,13 @@ class Breaker:
         self._probing = False
 
 
-class OutageAllowance:
-    """What each org may hold for Tier-2 answers on this worker while history is down (the
-    budget cannot be checked). It starts again at the next outage."""
-
-    def __init__(self, per_org_usd: Decimal) -> None:
-        self._per_org = per_org_usd
-        self._held: dict[UUID, Decimal] = {}
-
-    def take(self, org_id: UUID, amount_usd: Decimal) -> bool:
-        held = self._held.get(org_id, Decimal(0))
-        # No allowance refuses every answer, free ones too: the budget cannot be checked.
-        if self._per_org <= 0 or held + amount_usd > self._per_org:
-            return False
-        self._held[org_id] = held + amount_usd
-        return True
-
-    def reset(self) -> None:
-        self._held.clear()
+class Asker(Protocol):
+    async def ask(self, message: BaseModel, expires_in: float) -> bytes: ...
 
 
 class HistoryClient:
-    def __init__(
-        self, rpc: RpcClient, topology: Topology, timeout: float, breaker: Breaker
-    ) -> None:
-        self._rpc = rpc
-        self._queue = topology.history_rpc.name
+    def __init__(self, link: Asker, timeout: float, breaker: Breaker) -> None:
+        self._link = link
         self._timeout = timeout
         self.breaker = breaker
 
@@ -97,9 +78,7 @@ class HistoryClient:
         if not self.breaker.allow():
             raise HistoryUnavailable
         try:
-            body = await self._rpc.ask(
-                self._queue, request.model_dump_json().encode(), expires_in=self._timeout
-            )
+            body = await self._link.ask(request, expires_in=self._timeout)
         except TimeoutError as exc:
             self.breaker.failed()
             raise HistoryUnavailable from exc
@@ -120,8 +99,8 @@ class HistoryClient:
         hold: HoldPrice,
     ) -> StartReply | None:
         """Claim the session's turn for the request's answer and, once claimed, get its earlier
-        turns and hold budget for the call. None while history is unavailable: the answer goes
-        ahead without earlier turns and without the turn (one answer per session is not worth
+        messages and hold budget for the call. None while history is unavailable: the answer goes
+        ahead without earlier messages and without the turn (one answer per session is not worth
         no answer), on the outage allowance."""
         try:
             body = await self._ask(
@@ -138,6 +117,6 @@ class HistoryClient:
                 )
             )
         except HistoryUnavailable:
-            log.warning("history unavailable: answering without earlier turns or the turn")
+            log.warning("history unavailable: answering without earlier messages or the turn")
             return None
         return StartReply.model_validate_json(body)

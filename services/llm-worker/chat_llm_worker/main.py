@@ -7,12 +7,11 @@ import logging
 from faststream.asgi import AsgiFastStream
 
 from chat_llm_worker.handlers import register
-from chat_llm_worker.link import WorkerLink
 from chat_llm_worker.providers import Provider, create_provider
 from chat_llm_worker.settings import LlmWorkerSettings
-from chat_shared.runtime import create_broker, serve, service_app
+from chat_llm_worker.worker import SERVICE, assemble
+from chat_runtime.service import create_broker, serve, service_app
 
-SERVICE = "llm-worker"
 log = logging.getLogger("chat_llm_worker")
 
 
@@ -22,23 +21,20 @@ def create_app(
     settings = settings or LlmWorkerSettings()
     provider = provider or create_provider(settings)
     broker = create_broker(settings, SERVICE)
-    link = WorkerLink(settings)
-    register(broker, settings, provider, link)
+    worker = assemble(broker, settings, provider)
+    register(broker, settings, worker.answerer)
 
     async def announce() -> None:
         log.info("answering with provider %s, model %s", provider.name, provider.model)
 
-    async def link_connected() -> bool:
-        return link.connected and await link.control_consuming()
-
     return service_app(
         broker,
         settings,
-        ready_checks=[link_connected],
-        on_startup=[link.start],
+        ready_checks=[worker.link_ready],
+        on_startup=[worker.link.start],
         after_startup=[announce],
         # Answers in flight finish during the grace period: they still publish on the link.
-        after_shutdown=[link.stop],
+        after_shutdown=[worker.link.stop],
     )
 
 

@@ -19,10 +19,10 @@ import anthropic
 from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import MessageParam
 
+from chat_contracts.codes import ErrorCode
+from chat_contracts.history import ContextMessage
 from chat_llm_worker.scripted import scripted_reply, split_deltas
 from chat_llm_worker.settings import LlmWorkerSettings
-from chat_shared.contracts import ContextTurn
-from chat_shared.protocol import ErrorCode
 
 SCRIPTED_MODEL = "scripted-offline-v1"
 
@@ -30,12 +30,14 @@ SCRIPTED_MODEL = "scripted-offline-v1"
 @dataclass(frozen=True)
 class ProviderRequest:
     system: str
-    turns: list[ContextTurn]
+    context: list[ContextMessage]  # the earlier messages of the session
     text: str
     max_tokens: int
 
     def prompt_chars(self) -> int:
-        return len(self.system) + len(self.text) + sum(len(turn.text) for turn in self.turns)
+        return (
+            len(self.system) + len(self.text) + sum(len(earlier.text) for earlier in self.context)
+        )
 
 
 @dataclass
@@ -75,9 +77,9 @@ class Provider(Protocol):
 
 
 def _messages(request: ProviderRequest) -> list[MessageParam]:
-    """Earlier turns plus the new message, as strictly alternating user/assistant messages."""
+    """Earlier messages plus the new one, as strictly alternating user/assistant messages."""
     merged: list[tuple[Literal["user", "assistant"], str]] = []
-    for role, text in [*((t.role, t.text) for t in request.turns), ("user", request.text)]:
+    for role, text in [*((t.role, t.text) for t in request.context), ("user", request.text)]:
         if not text:
             continue
         if merged and merged[-1][0] == role:

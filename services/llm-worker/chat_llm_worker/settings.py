@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from chat_shared.settings import ServiceSettings
+from chat_runtime.settings import ServiceSettings
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are the assistant of Finnest's agent chat. Answer clearly and concisely, in Markdown. "
@@ -58,7 +58,7 @@ class LlmWorkerSettings(ServiceSettings):
     context_turns: int = 20
     history_rpc_timeout_seconds: float = 5.0
     model_prices: dict[str, Price] = Field(default_factory=_default_prices)
-    # Issue 8 (docs/decisions/0006-issue8-streams-that-survive.md).
+    # Issue 8 (docs/decisions/0006-streams-that-survive.md).
     # How long an answer's events stay replayable after it ended (and a stop for a message this
     # worker does not hold is remembered, in case its request is still queued).
     replay_grace_seconds: float = Field(default=60, gt=0)

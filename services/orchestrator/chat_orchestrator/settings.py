@@ -1,6 +1,6 @@
 """Orchestrator settings."""
 
-from chat_shared.settings import ServiceSettings
+from chat_runtime.settings import ServiceSettings
 
 
 class OrchestratorSettings(ServiceSettings):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream
 
-from chat_shared.runtime import create_broker, serve, service_app
+from chat_contracts.topology import Topology
+from chat_runtime.publisher import Publisher
+from chat_runtime.service import create_broker, serve, service_app
+from chat_runtime.wire import Wire
 from chat_tools.builtin import default_registry
 from chat_tools.handlers import register
 from chat_tools.registry import ToolRegistry
+from chat_tools.running import ToolRunner
 from chat_tools.settings import ToolsSettings
 
 SERVICE = "tools"
@@ -18,7 +22,9 @@ def create_app(
 ) -> AsgiFastStream:
     settings = settings or ToolsSettings()
     broker = create_broker(settings, SERVICE)
-    register(broker, settings, registry or default_registry())
+    publisher = Publisher(broker, Wire(Topology(settings.broker_prefix), SERVICE))
+    runner = ToolRunner(registry or default_registry(), publisher, settings.tool_timeout_seconds)
+    register(broker, settings, runner)
     return service_app(broker, settings)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 
-from chat_shared.contracts import UserRef
+from chat_contracts.base import UserRef
 
 JsonObject = dict[str, Any]
 

@@ -1,6 +1,6 @@
 """Tools service settings."""
 
-from chat_shared.settings import ServiceSettings
+from chat_runtime.settings import ServiceSettings
 
 
 class ToolsSettings(ServiceSettings):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from chat_shared.migrations import app_role, grant_to_app_role
+from chat_runtime.migrations import app_role, grant_to_app_role
 
 revision: str = "0002"
 down_revision: str | None = "0001"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from chat_shared.migrations import grant_to_app_role
+from chat_runtime.migrations import grant_to_app_role
 
 revision: str = "0003"
 down_revision: str | None = "0002"

@@ -1,6 +1,6 @@
 """chat schema: a budget hold decided in one statement (`chat.hold_budget`)
 
-Issue 7 (docs/decisions/0010-issue7-budget-hold-in-one-statement.md). The hold is what
+Issue 7 (docs/decisions/0010-budget-hold-in-one-statement.md). The hold is what
 `repository.reserve_budget` did in five round trips (lock the org's budget row, create it with the
 default budget if missing, sum the month's spend and the live holds, insert the hold), as one
 function, so that a caller can run it as a statement of its own: the org's budget row is then
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from chat_shared.migrations import app_role
+from chat_runtime.migrations import app_role
 
 revision: str = "0005"
 down_revision: str | None = "0004"
