@@ -39,6 +39,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY packages/chat-contracts/pyproject.toml packages/chat-contracts/
 COPY packages/chat-runtime/pyproject.toml packages/chat-runtime/
+COPY packages/chat-devtools/pyproject.toml packages/chat-devtools/
 COPY packages/chatctl/pyproject.toml packages/chatctl/
 COPY services/gateway/pyproject.toml services/gateway/
 COPY services/orchestrator/pyproject.toml services/orchestrator/

@@ -20,8 +20,8 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.abc import DeliveredMessage
 
-from chat_gateway.frames import to_frame
 from chat_contracts.events import TokenEvent, session_event_adapter
+from chat_gateway.frames import to_frame
 
 Convert = Callable[[str, bytes], object]
 

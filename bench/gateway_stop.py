@@ -1,4 +1,4 @@
-"""How long a gateway takes to stop gracefully with N sockets open (issue 6).
+"""How long a gateway takes to stop gracefully with N sockets open.
 
 Starts a gateway and the history service as processes (real RabbitMQ and PostgreSQL, from
 AMQP_URL and DATABASE_ADMIN_URL / DATABASE_URL like the tests), opens N sockets, each joined to
@@ -20,16 +20,16 @@ from pathlib import Path
 
 import websockets
 
-from tests.support.client import ChatClient
-from tests.support.infra import (
+from chat_devtools.client import ChatClient
+from chat_devtools.infra import (
     delete_topology,
     fresh_database,
     postgres_server_url,
     rabbitmq_url,
     unique_prefix,
 )
-from tests.support.seed import TEST_JWT_SECRET, create_user, token_for
-from tests.support.stack import Stack
+from chat_devtools.seed import TEST_JWT_SECRET, create_user, token_for
+from chat_devtools.stack import Stack
 
 
 async def closed_after(client: ChatClient, start: float) -> tuple[int | None, float]:

@@ -24,7 +24,7 @@ import psutil
 from bench.load import LoadPlan, child_main
 from bench.stats import median
 from bench.systems import Ours, Relay, System, rabbitmq_pid
-from tests.support.infra import Databases, fresh_database
+from chat_devtools.infra import Databases, fresh_database
 
 # A level is saturated (and higher levels are skipped for that system in that repeat) when its
 # p99 token lag passes this: the token path is what the levels scale.

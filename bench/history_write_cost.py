@@ -1,7 +1,7 @@
 """CPU per event of the history service's writes (`python -m bench.history_write_cost`).
 
 Writes N turns' worth of events (user message, routed, progress, complete, delivered) through
-the service's own code (`chat_history.handlers.persist_event`) three ways: a transaction per
+the service's own code (`chat_history.persisting.persist_event`) three ways: a transaction per
 event through SQLAlchemy (as history did before batching), a transaction per event begun on the
 driver connection (what the event writer does when events come one at a time), and all of them
 in one transaction (what the event writer does under load). Prints the CPU of this process per
@@ -18,20 +18,20 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chat_history import repository
-from chat_history.db import driver_transaction, org_transaction, set_org_here
-from chat_history.handlers import persist_event
 from chat_contracts.base import LlmCall
 from chat_contracts.events import DeliveredEvent, ProgressEvent
-from tests.support.infra import fresh_database, postgres_server_url
-from tests.support.turns import a_turn as _turn
-from tests.support.turns import a_user as _user
+from chat_devtools.infra import fresh_database, postgres_server_url
+from chat_devtools.questions import a_question as _question
+from chat_devtools.questions import a_user as _user
+from chat_history.db import driver_transaction, org_transaction, set_org_here
+from chat_history.persisting import persist_event
+from chat_history.store import sessions
 
 TURNS = 200
 
 
 def _events(user: Any, session_id: Any) -> list[Any]:
-    message, routed, complete = _turn(user, session_id)
+    message, routed, complete = _question(user, session_id)
     ids = {
         "session_id": session_id,
         "correlation_id": message.correlation_id,
@@ -54,7 +54,7 @@ async def _measure(url: str) -> None:
     engine = create_async_engine(url, pool_size=2)
     user = _user()
     async with org_transaction(engine, user.org_id) as conn:
-        opened = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
+        opened = await sessions.open_session(conn, user.org_id, user.user_id, None, 10)
     assert opened.session_id is not None
     modes = ("a transaction per event", "a driver transaction each", "one transaction")
     for mode in modes + modes:  # twice: the first round also warms up (prepared statements)

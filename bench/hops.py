@@ -1,6 +1,6 @@
 """Where a question's time goes before its first token: the hop times history records.
 
-The services write each answer's hop times to `chat.message_timings` (issue 5's timeline); this
+The services write each answer's hop times to `chat.message_timings` (the timeline's); this
 reads those of the answers received in a load level's window and summarises each hop, so a
 first-token overhead can be split into gateway → orchestrator → worker → model → socket.
 """

@@ -25,8 +25,8 @@ import psutil
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
 
 from bench.systems import rabbitmq_pid
-from chat_runtime import amqp_writer
 from chat_contracts.events import TokenEvent
+from chat_runtime import amqp_writer
 
 Publish = Callable[[bytes], Awaitable[object]]
 

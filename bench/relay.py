@@ -9,7 +9,7 @@ database, no authentication, no contracts.
   least that keeps frames in order).
 - `relay llm`: an aio-pika consumer of requests that streams the same scripted deltas on the same
   schedule as the product's scripted provider, one AMQP message per delta, without publisher
-  confirms: the one-message-per-token chain measured in issue 7.
+  confirms: the one-message-per-token chain the services are compared with.
 
 It speaks just enough of the chat protocol (`join`/`joined`, `send`/`accepted`, `token`,
 `complete`) for the load generator to drive it exactly like the gateway.

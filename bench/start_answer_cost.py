@@ -1,7 +1,7 @@
 """CPU per `StartAnswer` in the history service (`python -m bench.start_answer_cost`).
 
-Asks history's own `start_answer` (chat_history/handlers.py) for the turn of 200 sessions of one
-org, once where the turn is free ("claimed": the claim, the earlier turns and the budget hold,
+Asks history's own `AnswerStarts.start` (chat_history/answers.py) for the turn of 200 sessions
+of one org, once where the turn is free ("claimed": the claim, the earlier messages and the hold,
 two transactions) and once more where it is held ("busy": the claim alone), two rounds, and
 prints the CPU of this process per question (PostgreSQL's own work is not counted). Needs
 PostgreSQL like the tests (`DATABASE_ADMIN_URL` or `DATABASE_URL`, default the local
@@ -18,14 +18,15 @@ from uuid import UUID, uuid4
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chat_history import repository
-from chat_history.db import org_transaction
-from chat_history.handlers import persist_event, start_answer
-from chat_history.settings import HistorySettings
-from chat_history.writer import EventWriter
 from chat_contracts.history import HoldPrice, StartAnswer
-from tests.support.infra import fresh_database, postgres_server_url
-from tests.support.turns import a_user
+from chat_devtools.infra import fresh_database, postgres_server_url
+from chat_devtools.questions import a_user
+from chat_history.answers import AnswerStarts
+from chat_history.db import org_transaction
+from chat_history.persisting import persist_event
+from chat_history.settings import HistorySettings
+from chat_history.store import sessions
+from chat_history.writer import EventWriter
 
 SESSIONS = 200
 HOLD = HoldPrice(
@@ -38,16 +39,17 @@ async def _measure(url: str) -> None:
     settings = HistorySettings(database_url=url, default_org_budget_usd=Decimal(1000))
     writer = EventWriter(engine, persist_event, max_batch=16)
     user = a_user()
-    sessions: list[UUID] = []
+    starts = AnswerStarts(engine, settings, writer)
+    opened_ids: list[UUID] = []
     for _ in range(SESSIONS):
         async with org_transaction(engine, user.org_id) as conn:
-            opened = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
+            opened = await sessions.open_session(conn, user.org_id, user.user_id, None, 10)
         assert opened.session_id is not None
-        sessions.append(opened.session_id)
+        opened_ids.append(opened.session_id)
 
     async def ask_each(expected: str) -> float:
         cpu = time.process_time()
-        for session_id in sessions:
+        for session_id in opened_ids:
             request = StartAnswer(
                 org_id=user.org_id,
                 user_id=user.user_id,
@@ -56,9 +58,9 @@ async def _measure(url: str) -> None:
                 exclude_message_id=uuid4(),
                 hold=HOLD,
             )
-            reply = await start_answer(engine, settings, writer, request)
+            reply = await starts.start(request)
             assert reply.turn.status == expected, reply
-        return (time.process_time() - cpu) / len(sessions) * 1e6
+        return (time.process_time() - cpu) / len(opened_ids) * 1e6
 
     for round_ in (1, 2):
         claimed = await ask_each("claimed")

@@ -25,13 +25,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.hops import hop_times
 from bench.relay import delete_exchange
+from chat_contracts.base import UserRef
+from chat_devtools.infra import Databases, delete_topology, unique_prefix
+from chat_devtools.stack import Stack, free_port
 from chat_gateway import identity
 from chat_gateway.auth import mint_token
 from chat_gateway.settings import GatewaySettings
-from chat_history import repository
-from chat_contracts.base import UserRef
-from tests.support.infra import Databases, delete_topology, unique_prefix
-from tests.support.stack import Stack, free_port
+from chat_history.store import budget
 
 USERS_PER_ORG = 10
 
@@ -79,7 +79,7 @@ async def _seed_users(database_url: str, count: int) -> list[UserRef]:
             for index in range(count):
                 if index % USERS_PER_ORG == 0:
                     org_id = await identity.create_org(conn, f"bench-org-{uuid4().hex[:8]}")
-                    await repository.set_budget(conn, org_id, Decimal(1_000_000))
+                    await budget.set_budget(conn, org_id, Decimal(1_000_000))
                 assert org_id is not None
                 users.append(
                     await identity.create_user(

@@ -31,11 +31,11 @@ from pathlib import Path
 from uuid import uuid4
 
 from chat_contracts.events import TokenEvent
-from tests.support.client import ChatClient
-from tests.support.infra import delete_topology, fresh_database, unique_prefix
-from tests.support.otlp import running_otlp_receiver
-from tests.support.seed import TEST_JWT_SECRET, create_user, token_for
-from tests.support.stack import SERVICES, Stack
+from chat_devtools.client import ChatClient
+from chat_devtools.infra import delete_topology, fresh_database, unique_prefix
+from chat_devtools.otlp import running_otlp_receiver
+from chat_devtools.seed import TEST_JWT_SECRET, create_user, token_for
+from chat_devtools.stack import SERVICES, Stack
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 POSTGRES_URL = os.environ.get(
@@ -55,14 +55,14 @@ def micro() -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from prometheus_client import CollectorRegistry
 
-    from chat_runtime.timeline import stamp, turn
+    from chat_runtime.timeline import handling, stamp
 
     event = TokenEvent(
         session_id=uuid4(), correlation_id=uuid4(), message_id=uuid4(), seq=2, text="abcd"
     )
     stamped_event = event.model_copy(update={"emitted_at": time.time()})
     n = 20000
-    with turn(queued_at=time.time()):
+    with handling(queued_at=time.time()):
         copied = min(timeit.repeat(lambda: stamp(event), number=n, repeat=5)) / n
         stamped = min(timeit.repeat(lambda: stamp(stamped_event), number=n, repeat=5)) / n
     dump = min(timeit.repeat(event.model_dump_json, number=n, repeat=5)) / n

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from tests.support.infra import (
+from chat_devtools.infra import (
     Databases,
     delete_topology,
     fresh_database,
@@ -16,10 +15,9 @@ from tests.support.infra import (
     rabbitmq_url,
     unique_prefix,
 )
-from tests.support.seed import TEST_JWT_SECRET
-from tests.support.stack import Stack
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+from chat_devtools.seed import TEST_JWT_SECRET
+from chat_devtools.stack import Stack, StackFactory
+from tests.support.paths import ARTIFACTS
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +48,6 @@ def database_url(databases: Databases) -> str:
 def app_database_url(databases: Databases) -> str:
     """The services' URL: a role that row-level security applies to."""
     return databases.app_url
-
-
-StackFactory = Callable[..., Stack]
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 from pydantic import BaseModel
 from referencing import Registry, Resource
 
-from chat_runtime.settings import DEV_JWT_SECRET
 from chat_contracts.topology import Topology
+from chat_runtime.settings import DEV_JWT_SECRET
 from tests.deploy.catalog import ROOT
 from tests.deploy.manifests import (
     KUBERNETES_VERSION,

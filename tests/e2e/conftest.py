@@ -6,35 +6,26 @@ own browser; each test gets a fresh browser context (cookies, storage) and page.
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from chat_contracts.base import UserRef
-from tests.conftest import ARTIFACTS, StackFactory
-from tests.support.seed import create_user
-from tests.support.stack import Stack
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = ARTIFACTS / "screenshots"
-# Slow enough that a test sees the typing indicator, then the default scripted answer (~190
-# tokens) grow over ~4 s.
-SCRIPTED_PACE = {"SCRIPTED_TTFT_MS": "700", "SCRIPTED_TOKENS_PER_SECOND": "45"}
+from chat_devtools.seed import create_user
+from chat_devtools.stack import Stack, StackFactory
+from tests.e2e.browser import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    PASSWORD,
+    SCRIPTED_PACE,
+    NewPage,
+    NewUser,
+    OpenChat,
+    sign_in,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +41,6 @@ async def browser() -> AsyncIterator[Browser]:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield browser
         await browser.close()
-
-
-NewUser = Callable[..., Awaitable[UserRef]]
-OpenChat = Callable[..., Awaitable[Page]]
-NewPage = Callable[..., Awaitable[Page]]
-
-PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
@@ -91,16 +75,6 @@ def new_page(stack: Stack, browser: Browser, contexts: list[BrowserContext]) -> 
     return make
 
 
-async def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
-    """The real sign-in: `/` sends a signed-out browser to the form, the form back to `/`."""
-    await page.goto("/")
-    await expect(page).to_have_url(re.compile(r"/login$"))
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page).to_have_url(re.compile(r"/$"))
-
-
 @pytest.fixture
 def open_chat(new_page: NewPage) -> OpenChat:
     """A page signed in as `user` through the sign-in form, showing the chat."""
@@ -113,10 +87,3 @@ def open_chat(new_page: NewPage) -> OpenChat:
         return page
 
     return open_
-
-
-async def screenshot(page: Page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    await page.screenshot(path=path)
-    return path

@@ -11,8 +11,8 @@ from typing import Any
 
 from playwright.async_api import ElementHandle, Locator, Page, WebSocketRoute, expect
 
+from tests.e2e.browser import sign_in
 from tests.e2e.chat_page import ANSWER_TIMEOUT_MS, ChatPage
-from tests.e2e.conftest import sign_in
 
 
 def long_text(words: int) -> str:

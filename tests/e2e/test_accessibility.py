@@ -11,9 +11,9 @@ from decimal import Decimal
 import pytest
 from playwright.async_api import expect
 
+from chat_devtools.stack import Stack
+from tests.e2e.browser import NewPage, NewUser, OpenChat, screenshot
 from tests.e2e.chat_page import ChatPage, assert_accessible
-from tests.e2e.conftest import NewPage, NewUser, OpenChat, screenshot
-from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,9 @@ from itertools import pairwise
 import pytest
 from playwright.async_api import Route, WebSocket, expect
 
+from chat_devtools.stack import Stack
+from tests.e2e.browser import PASSWORD, NewPage, NewUser, OpenChat, screenshot
 from tests.e2e.chat_page import ChatPage
-from tests.e2e.conftest import PASSWORD, NewPage, NewUser, OpenChat, screenshot
-from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import StackFactory
+from chat_devtools.stack import Stack, StackFactory
+from tests.e2e.browser import SCRIPTED_PACE, NewUser, OpenChat, screenshot
 from tests.e2e.chat_page import ChatPage, assert_accessible
-from tests.e2e.conftest import SCRIPTED_PACE, NewUser, OpenChat, screenshot
-from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""Streams that survive (issue 8), in real Chromium against the five services: Stop, resuming
+"""Streams that survive, in real Chromium against the five services: Stop, resuming
 after a dropped connection and after a refresh, an answer waiting for the one before it."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import signal
 import pytest
 from playwright.async_api import expect
 
+from chat_devtools.stack import Stack
+from tests.e2e.browser import NewPage, NewUser, OpenChat, screenshot
 from tests.e2e.chat_page import ANSWER_TIMEOUT_MS, ChatPage, assert_accessible
-from tests.e2e.conftest import NewPage, NewUser, OpenChat, screenshot
 from tests.e2e.streams import record, recorded, start_long_answer, tapped_chat
-from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from playwright.async_api import Locator, Page, Request, expect
 
-from tests.conftest import StackFactory
+from chat_devtools.stack import Stack, StackFactory
+from tests.e2e.browser import SCRIPTED_PACE, NewPage, NewUser, OpenChat, screenshot, sign_in
 from tests.e2e.chat_page import ANSWER_TIMEOUT_MS, ChatPage, assert_accessible
-from tests.e2e.conftest import SCRIPTED_PACE, NewPage, NewUser, OpenChat, screenshot, sign_in
-from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -15,6 +15,9 @@ import pytest
 
 from chat_contracts.base import UserRef
 from chat_contracts.topology import Topology
+from chat_devtools.infra import Databases, delete_topology, unique_prefix
+from chat_devtools.seed import TEST_JWT_SECRET, create_user, token_for
+from chat_devtools.stack import Stack
 from tests.support.chaos import (
     ChaosNode,
     chaos_node,
@@ -23,9 +26,6 @@ from tests.support.chaos import (
     wait_drained,
 )
 from tests.support.faultload import FaultReport, format_table
-from tests.support.infra import Databases, delete_topology, unique_prefix
-from tests.support.seed import TEST_JWT_SECRET, create_user, token_for
-from tests.support.stack import Stack
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 FULL = os.environ.get("CHAOS_FULL") == "1"

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from chat_contracts.base import UserRef
-from tests.conftest import StackFactory
-from tests.support.client import ChatClient
+from chat_devtools.client import ChatClient
+from chat_devtools.seed import create_user, token_for
+from chat_devtools.stack import Stack, StackFactory
 from tests.support.db import wait_for_rows
 from tests.support.fake_anthropic import (
     INPUT_TOKENS,
@@ -17,8 +18,6 @@ from tests.support.fake_anthropic import (
     _deltas,
     running_fake_anthropic,
 )
-from tests.support.seed import create_user, token_for
-from tests.support.stack import Stack
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ async def test_answer_streams_through_the_sdk_and_usage_is_recorded(
     tokens = [f for f in frames if f["type"] == "token"]
     complete = frames[-1]
     assert complete["type"] == "complete", complete
-    # Streamed in pieces; token events may coalesce deltas (issue 7) but none is lost.
+    # Streamed in pieces; token events may coalesce deltas but none is lost.
     assert len(tokens) > 1
     assert [t["seq"] for t in tokens] == list(range(1, len(tokens) + 1))
     assert sum(t["deltas"] for t in tokens) == len(_deltas(REPLY))

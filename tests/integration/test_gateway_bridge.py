@@ -11,35 +11,40 @@ from uuid import uuid4
 import aio_pika
 import pytest
 
-from chat_gateway.bridge import BackendUnavailable, BrokerBridge
 from chat_contracts.base import UserRef
 from chat_contracts.control import UserSignedOut
 from chat_contracts.events import TokenEvent, UserMessage
 from chat_contracts.topology import Topology, session_key
+from chat_devtools.infra import delete_topology, unique_prefix
+from chat_devtools.seed import gateway_settings
+from chat_gateway.bridge import BackendUnavailable, BrokerBridge
 from tests.support.broker import close_connection_named
-from tests.support.infra import delete_topology, unique_prefix
-from tests.support.seed import gateway_settings
 
 
 class Received:
+    """The bridge's inbound side (what `chat_gateway.delivery.EventDelivery` is in the service)."""
+
     def __init__(self) -> None:
         self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self.controls: asyncio.Queue[bytes] = asyncio.Queue()
+        self.losses = 0
 
-    def __call__(self, routing_key: str, body: bytes) -> None:
+    def event(self, routing_key: str, body: bytes) -> None:
         self.queue.put_nowait((routing_key, body))
 
     def control(self, body: bytes) -> None:
         self.controls.put_nowait(body)
+
+    def connection_lost(self) -> None:
+        self.losses += 1
 
 
 @pytest.fixture
 async def bridge(amqp_url: str) -> AsyncIterator[tuple[BrokerBridge, Received, str]]:
     prefix = unique_prefix()
     received = Received()
-    bridge = BrokerBridge(
-        gateway_settings(amqp_url=amqp_url, broker_prefix=prefix), received, received.control
-    )
+    bridge = BrokerBridge(gateway_settings(amqp_url=amqp_url, broker_prefix=prefix))
+    bridge.inbound = received
     await bridge.start()
     yield bridge, received, prefix
     await bridge.stop()

@@ -14,11 +14,10 @@ import pytest
 import websockets
 
 from chat_contracts.base import UserRef
-from tests.conftest import StackFactory
+from chat_devtools.client import ChatClient
+from chat_devtools.seed import create_user, token_for
+from chat_devtools.stack import Stack, StackFactory
 from tests.support.broker import close_connection_named, gateway_connection_name
-from tests.support.client import ChatClient
-from tests.support.seed import create_user, token_for
-from tests.support.stack import Stack
 
 HEARTBEAT = 0.3
 SILENCE = 1.5

@@ -21,11 +21,10 @@ import websockets
 
 from chat_contracts.base import UserRef
 from chat_contracts.topology import Topology
-from tests.conftest import StackFactory
-from tests.support.client import ChatClient
+from chat_devtools.client import ChatClient
+from chat_devtools.seed import create_user, token_for
+from chat_devtools.stack import Stack, StackFactory
 from tests.support.db import wait_for_rows
-from tests.support.seed import create_user, token_for
-from tests.support.stack import Stack
 
 WITHOUT_WORKER = ("gateway", "orchestrator", "tools", "history")
 # ~155 deltas at 40/s: a four-second answer, long enough to stop a worker in the middle of it.

@@ -1,5 +1,5 @@
 """Answers that were stopped, retried or cut off: which final event stands, what the model
-calls record, and what the budget counts (issue 8)."""
+calls record, and what the budget counts."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chat_history import repository
 from chat_contracts.base import CallStatus, LlmCall, Usage, UserRef
 from chat_contracts.events import CompleteEvent, ErrorEvent, ProgressEvent, RoutedEvent
-from tests.integration import test_history_repository
-from tests.integration.test_history_repository import _session
-from tests.support.turns import a_turn as _turn
-from tests.support.turns import a_user as _user
-
-engine = test_history_repository.engine  # the same fixture: the owner's engine
+from chat_devtools.questions import a_question as _question
+from chat_devtools.questions import a_user as _user
+from chat_history.persisting import persist_event
+from chat_history.store import budget, messages
+from tests.support.history import open_a_session
 
 
 def _call(
@@ -65,11 +63,11 @@ def _error(routed: RoutedEvent, attempt: int, call: LlmCall | None = None) -> Er
 
 
 async def _started(engine: AsyncEngine, user: UserRef) -> tuple[RoutedEvent, CompleteEvent]:
-    session_id = await _session(engine, user)
-    message, routed, complete = _turn(user, session_id)
+    session_id = await open_a_session(engine, user)
+    message, routed, complete = _question(user, session_id)
     async with engine.begin() as conn:
-        await repository.save_user_message(conn, message)
-        await repository.save_routed(conn, routed)
+        await persist_event(conn, message, None)
+        await persist_event(conn, routed, None)
     return routed, complete
 
 
@@ -78,12 +76,7 @@ async def _persist(
 ) -> None:
     for event in events:
         async with engine.begin() as conn:
-            if isinstance(event, CompleteEvent):
-                await repository.save_complete(conn, event)
-            elif isinstance(event, ErrorEvent):
-                await repository.save_error(conn, event)
-            else:
-                await repository.save_progress(conn, event)
+            await persist_event(conn, event, None)
 
 
 async def _message(engine: AsyncEngine, message_id: UUID) -> Any:
@@ -122,7 +115,7 @@ async def test_a_stopped_answer_keeps_its_partial_text_and_its_real_usage(
     )
     await _persist(engine, stopped)
     async with engine.begin() as conn:
-        budget = await repository.reserve_budget(
+        held = await budget.reserve_budget(
             conn, user.org_id, uuid4(), Decimal("0.01"), Decimal(5), 900
         )
 
@@ -134,7 +127,7 @@ async def test_a_stopped_answer_keeps_its_partial_text_and_its_real_usage(
         "stopped",
         Decimal("0.02"),
     )
-    assert budget.spent_usd == Decimal("0.02")  # a stopped call is paid for like any other
+    assert held.spent_usd == Decimal("0.02")  # a stopped call is paid for like any other
 
 
 @pytest.mark.parametrize(
@@ -257,11 +250,11 @@ async def test_budget_counts_a_streaming_call_once_and_a_retry_holds_once(
     routed, complete = await _started(engine, user)
     other = uuid4()
     async with engine.begin() as conn:
-        await repository.set_budget(conn, user.org_id, Decimal("1.00"))
+        await budget.set_budget(conn, user.org_id, Decimal("1.00"))
 
     async def reserve(message_id: UUID, amount: str) -> Any:
         async with engine.begin() as conn:
-            return await repository.reserve_budget(
+            return await budget.reserve_budget(
                 conn, user.org_id, message_id, Decimal(amount), Decimal(0), 900
             )
 
@@ -294,13 +287,13 @@ async def test_a_stopped_answer_is_context_for_the_next_turn_unless_it_is_empty(
     user = _user()
     routed, complete = await _started(engine, user)
     await _persist(engine, complete.model_copy(update={"status": "stopped", "text": "Once"}))
-    _, second_routed, second = _turn(user, routed.session_id)
+    _, second_routed, second = _question(user, routed.session_id)
     async with engine.begin() as conn:
-        await repository.save_routed(conn, second_routed)
+        await persist_event(conn, second_routed, None)
     await _persist(engine, second.model_copy(update={"status": "stopped", "text": ""}))
 
     async with engine.begin() as conn:
-        turns = await repository.context_turns(
+        turns = await messages.earlier_messages(
             conn, user.org_id, user.user_id, routed.session_id, uuid4(), 10
         )
 

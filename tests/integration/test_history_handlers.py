@@ -1,6 +1,6 @@
 """The history service's handlers on real RabbitMQ and the services' database role: turn
 claims answered over request/reply, progress and stopped answers persisted from the events
-queue (issue 8)."""
+queue."""
 
 from __future__ import annotations
 
@@ -17,9 +17,6 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chat_history.handlers import register
-from chat_history.settings import HistorySettings
-from MISSING import ClaimTurn
 from chat_contracts.base import LlmCall, Usage
 from chat_contracts.events import CompleteEvent, ProgressEvent, RetryingEvent
 from chat_contracts.history import (
@@ -30,12 +27,19 @@ from chat_contracts.history import (
     StartReply,
     TurnReply,
 )
+from chat_contracts.topology import Topology
+from chat_devtools.infra import delete_topology, unique_prefix
+from chat_history.answers import AnswerStarts
+from chat_history.handlers import register
+from chat_history.persisting import persist_event
+from chat_history.questions import Questions
+from chat_history.settings import HistorySettings
+from chat_history.writer import EventWriter
 from chat_runtime.declare import declare_topology_at
 from chat_runtime.pricing import max_cost
-from chat_runtime.runtime import publish_event
-from chat_contracts.topology import Topology
+from chat_runtime.publisher import Publisher
+from chat_runtime.wire import Wire
 from tests.support.db import drop_connections
-from tests.support.infra import delete_topology, unique_prefix
 
 
 @pytest.fixture
@@ -48,10 +52,13 @@ async def service(amqp_url: str, app_database_url: str) -> AsyncIterator[dict[st
     await declare_topology_at(amqp_url, topology)
     engine = create_async_engine(app_database_url)
     broker = RabbitBroker(amqp_url)
-    register(broker, settings, engine)
+    writer = EventWriter(engine, persist_event, max_batch=settings.history_prefetch)
+    register(broker, settings, writer, Questions(engine, AnswerStarts(engine, settings, writer)))
+    # The events these tests publish are the LLM worker's.
+    worker = Publisher(broker, Wire(topology, "llm-worker"))
     async with broker:
         await broker.start()
-        yield {"broker": broker, "topology": topology}
+        yield {"broker": broker, "topology": topology, "worker": worker}
     await engine.dispose()
     await delete_topology(amqp_url, prefix)
 
@@ -97,14 +104,26 @@ async def test_claims_progress_and_a_stopped_answer_through_the_service(
     assert opened.session_id is not None
     session_id, answer, correlation_id = opened.session_id, uuid4(), uuid4()
 
-    def claim(message_id: Any) -> ClaimTurn:
-        return ClaimTurn(
-            org_id=org_id, user_id=user_id, session_id=session_id, message_id=message_id
+    price = HoldPrice(
+        input_per_mtok=Decimal(0), output_per_mtok=Decimal(0), prompt_chars=0, max_tokens=1
+    )
+
+    def claim(message_id: Any) -> StartAnswer:
+        return StartAnswer(
+            org_id=org_id,
+            user_id=user_id,
+            session_id=session_id,
+            message_id=message_id,
+            exclude_message_id=uuid4(),
+            hold=price,
         )
 
-    first = TurnReply.model_validate_json(await _ask(service, claim(answer)))
+    async def turn_of(message_id: Any) -> TurnReply:
+        return StartReply.model_validate_json(await _ask(service, claim(message_id))).turn
+
+    first = await turn_of(answer)
     waiting = uuid4()
-    second = TurnReply.model_validate_json(await _ask(service, claim(waiting)))
+    second = await turn_of(waiting)
     assert first == TurnReply(status="claimed")
     assert second == TurnReply(status="busy", holder_message_id=answer)
 
@@ -128,15 +147,11 @@ async def test_claims_progress_and_a_stopped_answer_through_the_service(
             total_ms=10.0,
         )
 
-    broker, topology = service["broker"], service["topology"]
-    await publish_event(
-        broker, topology, ProgressEvent(**common, llm_call=call(cut_off, "streaming", 4))
-    )
+    worker = service["worker"]
+    await worker.publish(ProgressEvent(**common, llm_call=call(cut_off, "streaming", 4)))
     # Not persisted: ignored if it ever reaches history's queue.
-    await publish_event(broker, topology, RetryingEvent(**common, attempt=2, reason="worker lost"))
-    await publish_event(
-        broker,
-        topology,
+    await worker.publish(RetryingEvent(**common, attempt=2, reason="worker lost"))
+    await worker.publish(
         CompleteEvent(
             **common,
             seq=5,
@@ -159,14 +174,15 @@ async def test_claims_progress_and_a_stopped_answer_through_the_service(
     )
     assert calls == ("interrupted:4,stopped:6",)
     # The stopped answer freed the turn: the waiting answer gets it.
-    third = TurnReply.model_validate_json(await _ask(service, claim(waiting)))
+    third = await turn_of(waiting)
     assert third == TurnReply(status="claimed")
 
 
 async def test_start_answer_claims_the_turn_then_gives_context_and_a_sized_hold(
     service: dict[str, Any], database_url: str
 ) -> None:
-    """One question before the model call: the turn, the earlier turns, a hold sized for them."""
+    """One question before the model call: the turn, the earlier messages, a hold sized for
+    them."""
     org_id, user_id = uuid4(), uuid4()
     opened = await _open(service, org_id=org_id, user_id=user_id)
     assert opened.session_id is not None
@@ -213,7 +229,7 @@ async def test_start_answer_claims_the_turn_then_gives_context_and_a_sized_hold(
 
         first = StartReply.model_validate_json(await _ask(service, start(answer)))
         assert first.turn == TurnReply(status="claimed")
-        assert [(t.role, t.text) for t in first.turns] == [
+        assert [(t.role, t.text) for t in first.context] == [
             ("user", "hello there"),
             ("assistant", "hi!"),
         ]

@@ -9,9 +9,9 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from chat_devtools.infra import APP_ROLE, Databases
 from chat_history.migrate import MIGRATIONS
 from chat_runtime.migrations import alembic_config
-from tests.support.infra import APP_ROLE, Databases
 
 
 async def _columns(url: str) -> set[str]:

@@ -3,46 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chat_history import repository
-from chat_history.db import set_org
-from chat_contracts.base import UserRef
 from chat_contracts.events import (
-    CompleteEvent,
-    RoutedEvent,
     ToolCallEvent,
     ToolResultEvent,
-    UserMessage,
 )
-from tests.support.turns import a_turn as _turn
-from tests.support.turns import a_user as _user
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(database_url, pool_size=10)
-    yield engine
-    await engine.dispose()
-
-
-async def _session(engine: AsyncEngine, user: UserRef) -> UUID:
-    async with engine.begin() as conn:
-        snapshot = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
-    assert snapshot.session_id is not None
-    return snapshot.session_id
+from chat_devtools.questions import a_question as _question
+from chat_devtools.questions import a_user as _user
+from chat_history.db import set_org
+from chat_history.persisting import persist_event
+from chat_history.store import budget, messages, sessions
+from tests.support.history import open_a_session
 
 
 async def test_redelivered_events_never_duplicate_rows(engine: AsyncEngine) -> None:
     user = _user()
-    session_id = await _session(engine, user)
-    message, routed, complete = _turn(user, session_id)
+    session_id = await open_a_session(engine, user)
+    message, routed, complete = _question(user, session_id)
     call = ToolCallEvent(
         session_id=session_id,
         correlation_id=message.correlation_id,
@@ -63,14 +46,14 @@ async def test_redelivered_events_never_duplicate_rows(engine: AsyncEngine) -> N
     # Out of order and twice over: the answer before its routing, the result before its call.
     for _ in range(2):
         async with engine.begin() as conn:
-            await repository.save_complete(conn, complete)
-            await repository.save_routed(conn, routed)
-            await repository.save_user_message(conn, message)
-            await repository.save_tool_result(conn, result)
-            await repository.save_tool_call(conn, call)
+            await persist_event(conn, complete, None)
+            await persist_event(conn, routed, None)
+            await persist_event(conn, message, None)
+            await persist_event(conn, result, None)
+            await persist_event(conn, call, None)
 
     async with engine.begin() as conn:
-        history = await repository.session_messages(conn, user.org_id, user.user_id, session_id, 50)
+        history = await messages.session_messages(conn, user.org_id, user.user_id, session_id, 50)
         calls = await conn.exec_driver_sql("SELECT count(*) FROM chat.llm_calls")
     assert [(m.role, m.text, m.status) for m in history] == [
         ("user", "hello", "complete"),
@@ -82,17 +65,13 @@ async def test_redelivered_events_never_duplicate_rows(engine: AsyncEngine) -> N
 
 async def test_history_is_scoped_to_the_owner(engine: AsyncEngine) -> None:
     owner, stranger = _user(), _user()
-    session_id = await _session(engine, owner)
+    session_id = await open_a_session(engine, owner)
     async with engine.begin() as conn:
-        for event in _turn(owner, session_id)[:1]:
-            await repository.save_user_message(conn, event)
-        seen = await repository.open_session(
-            conn, stranger.org_id, stranger.user_id, session_id, 10
-        )
-        same_org = await repository.open_session(
-            conn, owner.org_id, stranger.user_id, session_id, 10
-        )
-        context = await repository.context_turns(
+        for event in _question(owner, session_id)[:1]:
+            await persist_event(conn, event, None)
+        seen = await sessions.open_session(conn, stranger.org_id, stranger.user_id, session_id, 10)
+        same_org = await sessions.open_session(conn, owner.org_id, stranger.user_id, session_id, 10)
+        context = await messages.earlier_messages(
             conn, stranger.org_id, stranger.user_id, session_id, uuid4(), 10
         )
     assert seen.status == "forbidden" and seen.messages == []
@@ -102,11 +81,11 @@ async def test_history_is_scoped_to_the_owner(engine: AsyncEngine) -> None:
 
 async def test_the_context_is_the_last_turns_in_conversation_order(engine: AsyncEngine) -> None:
     user = _user()
-    session_id = await _session(engine, user)
+    session_id = await open_a_session(engine, user)
     base = 1_800_000_000.0
     turns = []
     for i in range(3):
-        message, routed, complete = _turn(user, session_id)
+        message, routed, complete = _question(user, session_id)
         turns.append(
             (
                 message.model_copy(update={"text": f"Q{i}", "received_at": base + i}),
@@ -116,13 +95,13 @@ async def test_the_context_is_the_last_turns_in_conversation_order(engine: Async
         )
     async with engine.begin() as conn:
         for message, routed, complete in reversed(turns):  # the order comes from the times
-            await repository.save_complete(conn, complete)
-            await repository.save_routed(conn, routed)
-            await repository.save_user_message(conn, message)
+            await persist_event(conn, complete, None)
+            await persist_event(conn, routed, None)
+            await persist_event(conn, message, None)
 
     async def context(limit: int, exclude: UUID) -> list[str]:
         async with engine.begin() as conn:
-            found = await repository.context_turns(
+            found = await messages.earlier_messages(
                 conn, user.org_id, user.user_id, session_id, exclude, limit
             )
         return [turn.text for turn in found]
@@ -136,11 +115,11 @@ async def test_the_context_is_the_last_turns_in_conversation_order(engine: Async
 async def test_concurrent_budget_holds_never_exceed_the_budget(engine: AsyncEngine) -> None:
     org_id = uuid4()
     async with engine.begin() as conn:
-        await repository.set_budget(conn, org_id, Decimal("1.00"))
+        await budget.set_budget(conn, org_id, Decimal("1.00"))
 
     async def hold() -> bool:
         async with engine.begin() as conn:
-            reply = await repository.reserve_budget(
+            reply = await budget.reserve_budget(
                 conn, org_id, uuid4(), Decimal("0.30"), Decimal(0), 900
             )
         return reply.allowed
@@ -153,11 +132,11 @@ async def test_one_statement_holds_never_exceed_the_budget_together(engine: Asyn
     """`hold_budget` (StartAnswer's path): each hold a statement of its own, all at once."""
     org_id = uuid4()
     async with engine.begin() as conn:
-        await repository.set_budget(conn, org_id, Decimal("1.00"))
+        await budget.set_budget(conn, org_id, Decimal("1.00"))
 
     replies = await asyncio.gather(
         *(
-            repository.hold_budget(engine, org_id, uuid4(), Decimal("0.30"), Decimal(0), 900)
+            budget.hold_budget(engine, org_id, uuid4(), Decimal("0.30"), Decimal(0), 900)
             for _ in range(10)
         )
     )
@@ -181,8 +160,8 @@ async def test_a_one_statement_hold_commits_and_keeps_no_lock(engine: AsyncEngin
     the budget row is free: a transaction that locks it does not wait."""
     org_id, answer = uuid4(), uuid4()
 
-    reply = await repository.hold_budget(engine, org_id, answer, Decimal("0.40"), Decimal(5), 900)
-    again = await repository.hold_budget(engine, org_id, answer, Decimal("0.50"), Decimal(5), 900)
+    reply = await budget.hold_budget(engine, org_id, answer, Decimal("0.40"), Decimal(5), 900)
+    again = await budget.hold_budget(engine, org_id, answer, Decimal("0.50"), Decimal(5), 900)
 
     assert (
         reply.allowed and reply.budget_usd == Decimal(5) and reply.reserved_usd == Decimal("0.40")
@@ -202,22 +181,22 @@ async def test_a_one_statement_hold_commits_and_keeps_no_lock(engine: AsyncEngin
 async def test_a_zero_budget_allows_nothing_even_for_free_calls(engine: AsyncEngine) -> None:
     org_id = uuid4()
     async with engine.begin() as conn:
-        await repository.set_budget(conn, org_id, Decimal(0))
-        reply = await repository.reserve_budget(conn, org_id, uuid4(), Decimal(0), Decimal(5), 900)
+        await budget.set_budget(conn, org_id, Decimal(0))
+        reply = await budget.reserve_budget(conn, org_id, uuid4(), Decimal(0), Decimal(5), 900)
     assert reply.allowed is False
 
 
 async def test_spend_this_month_counts_against_the_budget(engine: AsyncEngine) -> None:
     user = _user()
-    session_id = await _session(engine, user)
+    session_id = await open_a_session(engine, user)
     async with engine.begin() as conn:
-        await repository.set_budget(conn, user.org_id, Decimal("0.015"))
-        complete = _turn(user, session_id)[2]
-        await repository.save_complete(conn, complete)  # spent $0.01
-        small = await repository.reserve_budget(
+        await budget.set_budget(conn, user.org_id, Decimal("0.015"))
+        complete = _question(user, session_id)[2]
+        await persist_event(conn, complete, None)  # spent $0.01
+        small = await budget.reserve_budget(
             conn, user.org_id, uuid4(), Decimal("0.004"), Decimal(0), 900
         )
-        large = await repository.reserve_budget(
+        large = await budget.reserve_budget(
             conn, user.org_id, uuid4(), Decimal("0.004"), Decimal(0), 900
         )
     assert small.allowed and small.spent_usd == Decimal("0.01")
@@ -227,13 +206,13 @@ async def test_spend_this_month_counts_against_the_budget(engine: AsyncEngine) -
 async def test_hop_times_arrive_in_any_order_and_the_timeline_is_only_the_owners(
     engine: AsyncEngine,
 ) -> None:
-    from chat_history import timings
     from chat_contracts.base import HopTimes
     from chat_contracts.events import DeliveredEvent
+    from chat_history.store import timings
 
     user = _user()
-    session_id = await _session(engine, user)
-    message, routed, complete = _turn(user, session_id)
+    session_id = await open_a_session(engine, user)
+    message, routed, complete = _question(user, session_id)
     base = message.received_at
     complete = complete.model_copy(
         update={
@@ -267,13 +246,7 @@ async def test_hop_times_arrive_in_any_order_and_the_timeline_is_only_the_owners
         complete,
     ):
         async with engine.begin() as conn:
-            if isinstance(event, CompleteEvent):
-                await repository.save_complete(conn, event)
-            elif isinstance(event, RoutedEvent):
-                await repository.save_routed(conn, event)
-            elif isinstance(event, UserMessage):
-                await repository.save_user_message(conn, event)
-            await timings.record(conn, event, None)
+            await persist_event(conn, event, None)  # with its hop times
 
     async with engine.begin() as conn:
         reply = await timings.timeline(conn, user.org_id, user.user_id, routed.message_id)

@@ -1,5 +1,5 @@
 """One answer per session at a time: the turn is claimed, found busy, taken over when stale or
-interrupted, and freed when the holder's final event is persisted (ClaimTurn, issue 8)."""
+interrupted, and freed when the holder's final event is persisted (`StartAnswer`'s claim)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,14 @@ from uuid import UUID, uuid4
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chat_history import repository
 from chat_contracts.base import LlmCall, Usage, UserRef
 from chat_contracts.events import ErrorEvent, ProgressEvent
 from chat_contracts.history import TurnReply
-from tests.integration import test_history_repository
-from tests.integration.test_history_repository import _session
-from tests.support.turns import a_turn as _turn
-from tests.support.turns import a_user as _user
-
-engine = test_history_repository.engine  # the same fixture: the owner's engine
+from chat_devtools.questions import a_question as _question
+from chat_devtools.questions import a_user as _user
+from chat_history.persisting import persist_event
+from chat_history.store import budget, sessions, turns
+from tests.support.history import open_a_session
 
 
 async def _claim(
@@ -33,7 +31,7 @@ async def _claim(
     stale_after: float = 300,
 ) -> TurnReply:
     async with engine.begin() as conn:
-        return await repository.claim_turn(
+        return await turns.claim_turn(
             conn,
             user.org_id,
             user.user_id,
@@ -69,7 +67,7 @@ async def test_a_free_turn_is_claimed_and_a_second_answer_finds_it_busy(
     engine: AsyncEngine,
 ) -> None:
     user = _user()
-    session_id = await _session(engine, user)
+    session_id = await open_a_session(engine, user)
     first, second = uuid4(), uuid4()
 
     assert await _claim(engine, user, session_id, first) == TurnReply(status="claimed")
@@ -85,20 +83,20 @@ async def test_the_holders_final_event_frees_the_turn_and_no_other_does(
     engine: AsyncEngine,
 ) -> None:
     user = _user()
-    session_id = await _session(engine, user)
-    message, routed, complete = _turn(user, session_id)
-    _, other_routed, other_complete = _turn(user, session_id)
+    session_id = await open_a_session(engine, user)
+    message, routed, complete = _question(user, session_id)
+    _, other_routed, other_complete = _question(user, session_id)
     async with engine.begin() as conn:
-        await repository.save_user_message(conn, message)
-        await repository.save_routed(conn, routed)
+        await persist_event(conn, message, None)
+        await persist_event(conn, routed, None)
     await _claim(engine, user, session_id, routed.message_id)
 
     async with engine.begin() as conn:
-        await repository.save_complete(conn, other_complete)  # not the holder's
+        await persist_event(conn, other_complete, None)  # not the holder's
     assert (await _holder(engine, session_id)).active_message_id == routed.message_id
 
     async with engine.begin() as conn:
-        await repository.save_complete(conn, complete)
+        await persist_event(conn, complete, None)
     freed = await _holder(engine, session_id)
     assert freed.active_message_id is None and freed.active_since is None
     assert (await _claim(engine, user, session_id, other_routed.message_id)).status == "claimed"
@@ -114,13 +112,13 @@ async def test_the_holders_final_event_frees_the_turn_and_no_other_does(
         message="The model failed.",
     )
     async with engine.begin() as conn:
-        await repository.save_error(conn, error)
+        await persist_event(conn, error, None)
     assert (await _holder(engine, session_id)).active_message_id is None
 
 
 async def test_a_stale_holder_is_taken_over_and_a_fresh_one_is_not(engine: AsyncEngine) -> None:
     user = _user()
-    session_id = await _session(engine, user)
+    session_id = await open_a_session(engine, user)
     first, second = uuid4(), uuid4()
     await _claim(engine, user, session_id, first)
     await _age_the_turn(engine, session_id, 100)
@@ -141,8 +139,8 @@ async def test_progress_of_the_holder_keeps_its_turn_from_going_stale(
     engine: AsyncEngine,
 ) -> None:
     user = _user()
-    session_id = await _session(engine, user)
-    _, routed, _ = _turn(user, session_id)
+    session_id = await open_a_session(engine, user)
+    _, routed, _ = _question(user, session_id)
     await _claim(engine, user, session_id, routed.message_id)
     await _age_the_turn(engine, session_id, 100)
     progress = ProgressEvent(
@@ -162,7 +160,7 @@ async def test_progress_of_the_holder_keeps_its_turn_from_going_stale(
         ),
     )
     async with engine.begin() as conn:
-        await repository.save_progress(conn, progress)
+        await persist_event(conn, progress, None)
 
     reply = await _claim(engine, user, session_id, uuid4(), stale_after=60)
     assert reply == TurnReply(status="busy", holder_message_id=routed.message_id)
@@ -172,21 +170,21 @@ async def test_interrupt_takes_the_turn_and_names_the_answer_taken_over(
     engine: AsyncEngine,
 ) -> None:
     user = _user()
-    session_id = await _session(engine, user)
-    _, routed, complete = _turn(user, session_id)
+    session_id = await open_a_session(engine, user)
+    _, routed, complete = _question(user, session_id)
     newer = uuid4()
     await _claim(engine, user, session_id, routed.message_id)
 
     reply = await _claim(engine, user, session_id, newer, interrupt=True)
     # The interrupted answer ends (stopped); its final event leaves the new holder's turn alone.
     async with engine.begin() as conn:
-        await repository.save_complete(conn, complete.model_copy(update={"status": "stopped"}))
+        await persist_event(conn, complete.model_copy(update={"status": "stopped"}), None)
 
     assert reply == TurnReply(status="claimed", holder_message_id=routed.message_id)
     assert (await _holder(engine, session_id)).active_message_id == newer
     # Interrupting a free turn takes over nobody.
     async with engine.begin() as conn:
-        await repository.release_turn(conn, session_id, newer)
+        await turns.release_turn(conn, session_id, newer)
     assert await _claim(engine, user, session_id, uuid4(), interrupt=True) == TurnReply(
         status="claimed"
     )
@@ -194,13 +192,13 @@ async def test_interrupt_takes_the_turn_and_names_the_answer_taken_over(
 
 async def test_concurrent_claims_give_the_turn_to_exactly_one(engine: AsyncEngine) -> None:
     user = _user()
-    session_id = await _session(engine, user)
+    session_id = await open_a_session(engine, user)
     first, *others = [uuid4() for _ in range(6)]
 
     async def claim_and_linger() -> TurnReply:
         # The others' claims start while this one's transaction is still open.
         async with engine.begin() as conn:
-            reply = await repository.claim_turn(
+            reply = await turns.claim_turn(
                 conn,
                 user.org_id,
                 user.user_id,
@@ -233,7 +231,7 @@ async def test_a_claim_before_the_session_exists_creates_it_for_its_owner_only(
     claimed = await _claim(engine, owner, session_id, answer)
     refused = await _claim(engine, colleague, session_id, uuid4(), interrupt=True)
     async with engine.begin() as conn:
-        snapshot = await repository.open_session(conn, owner.org_id, owner.user_id, session_id, 10)
+        snapshot = await sessions.open_session(conn, owner.org_id, owner.user_id, session_id, 10)
 
     assert claimed == TurnReply(status="claimed")
     assert refused == TurnReply(status="busy", holder_message_id=None)
@@ -247,12 +245,12 @@ async def test_a_late_final_of_an_earlier_attempt_leaves_the_running_attempt_its
     """Attempt 1's error was still in history's queue when attempt 2 took over and began to
     report its call: the error must not free attempt 2's turn nor drop its budget hold."""
     user = _user()
-    session_id = await _session(engine, user)
-    _, routed, complete = _turn(user, session_id)
+    session_id = await open_a_session(engine, user)
+    _, routed, complete = _question(user, session_id)
     answer = routed.message_id
     await _claim(engine, user, session_id, answer)
     async with engine.begin() as conn:
-        await repository.reserve_budget(conn, user.org_id, answer, Decimal("0.1"), Decimal(5), 900)
+        await budget.reserve_budget(conn, user.org_id, answer, Decimal("0.1"), Decimal(5), 900)
     report = ProgressEvent(
         session_id=session_id,
         correlation_id=routed.correlation_id,
@@ -284,12 +282,12 @@ async def test_a_late_final_of_an_earlier_attempt_leaves_the_running_attempt_its
     holds = text("SELECT count(*) FROM chat.budget_holds WHERE message_id = :m")
 
     async with engine.begin() as conn:
-        await repository.save_progress(conn, report)
-        await repository.save_error(conn, late_error)
+        await persist_event(conn, report, None)
+        await persist_event(conn, late_error, None)
         held_after_late_error = (await conn.execute(holds, {"m": answer})).scalar_one()
     turn_after_late_error = (await _holder(engine, session_id)).active_message_id
     async with engine.begin() as conn:
-        await repository.save_complete(conn, complete.model_copy(update={"attempt": 2}))
+        await persist_event(conn, complete.model_copy(update={"attempt": 2}), None)
         held_after_answer = (await conn.execute(holds, {"m": answer})).scalar_one()
 
     assert (turn_after_late_error, held_after_late_error) == (answer, 1)

@@ -13,16 +13,17 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from chat_history import repository
-from chat_history.db import fetch_value, org_transaction
-from chat_history.handlers import persist_event, start_answer
-from chat_history.settings import HistorySettings
-from chat_history.writer import EventWriter, Persisted
-from chat_contracts.events import UserMessage
+from chat_contracts.events import PersistedEvent, UserMessage
 from chat_contracts.history import HoldPrice, StartAnswer
+from chat_devtools.questions import a_question as _question
+from chat_devtools.questions import a_user as _user
+from chat_history.answers import AnswerStarts
+from chat_history.db import fetch_value, org_transaction
+from chat_history.persisting import persist_event
+from chat_history.settings import HistorySettings
+from chat_history.store import sessions
+from chat_history.writer import EventWriter
 from tests.support.db import drop_connections
-from tests.support.turns import a_turn as _turn
-from tests.support.turns import a_user as _user
 
 
 @pytest.fixture
@@ -40,11 +41,13 @@ class Recorder:
         self.transactions: list[int] = []
         self.poison: set[str] = set()
 
-    async def __call__(self, conn: AsyncConnection, event: Persisted, trace_id: str | None) -> None:
+    async def __call__(
+        self, conn: AsyncConnection, event: PersistedEvent, trace_id: str | None
+    ) -> None:
         assert isinstance(event, UserMessage)
         if event.text in self.poison:
             raise RuntimeError("cannot write this one")
-        await repository.save_user_message(conn, event)
+        await persist_event(conn, event, None)
         self.transactions.append(await fetch_value(conn, "SELECT txid_current()"))
 
 
@@ -62,9 +65,9 @@ async def _messages(engine: AsyncEngine, count: int) -> list[UserMessage]:
     for i in range(count):
         user = _user()
         async with org_transaction(engine, user.org_id) as conn:
-            opened = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
+            opened = await sessions.open_session(conn, user.org_id, user.user_id, None, 10)
         assert opened.session_id is not None
-        message = _turn(user, opened.session_id)[0]
+        message = _question(user, opened.session_id)[0]
         messages.append(message.model_copy(update={"text": f"message {i}"}))
     return messages
 
@@ -100,13 +103,17 @@ async def test_one_bad_event_fails_alone(engine: AsyncEngine) -> None:
     assert [await _visible(engine, m) for m in messages] == [True, True, False, True]
 
 
-async def test_a_turn_claim_waits_for_the_final_event_being_written(engine: AsyncEngine) -> None:
+async def test_a_claim_of_the_turn_waits_for_the_final_event_being_written(
+    engine: AsyncEngine,
+) -> None:
     """The session's next answer asks for the turn while the previous answer's final event is
     being written: it gets the turn once that is written, with that answer in its context,
     instead of "busy"."""
     gate = asyncio.Event()
 
-    async def slow_persist(conn: AsyncConnection, event: Persisted, trace_id: str | None) -> None:
+    async def slow_persist(
+        conn: AsyncConnection, event: PersistedEvent, trace_id: str | None
+    ) -> None:
         await gate.wait()
         await persist_event(conn, event, trace_id)
 
@@ -114,9 +121,9 @@ async def test_a_turn_claim_waits_for_the_final_event_being_written(engine: Asyn
     writer = EventWriter(engine, slow_persist, max_batch=16)
     user = _user()
     async with org_transaction(engine, user.org_id) as conn:
-        opened = await repository.open_session(conn, user.org_id, user.user_id, None, 10)
+        opened = await sessions.open_session(conn, user.org_id, user.user_id, None, 10)
     assert opened.session_id is not None
-    message, routed, complete = _turn(user, opened.session_id)
+    message, routed, complete = _question(user, opened.session_id)
     async with org_transaction(engine, user.org_id) as conn:
         await persist_event(conn, message, None)
         await persist_event(conn, routed, None)
@@ -134,23 +141,23 @@ async def test_a_turn_claim_waits_for_the_final_event_being_written(engine: Asyn
             hold=hold,
         )
 
-    first = await start_answer(engine, settings, writer, start(routed.message_id))
+    first = await AnswerStarts(engine, settings, writer).start(start(routed.message_id))
     assert first.turn.status == "claimed"
     writing = asyncio.create_task(writer.write(complete))
-    starting = asyncio.create_task(start_answer(engine, settings, writer, start(uuid4())))
+    starting = asyncio.create_task(AnswerStarts(engine, settings, writer).start(start(uuid4())))
     await asyncio.sleep(0.3)
     assert not starting.done()  # waiting for the final event, not answered "busy"
     gate.set()
     await writing
     second = await starting
     assert second.turn.status == "claimed"
-    assert [(t.role, t.text) for t in second.turns] == [
+    assert [(t.role, t.text) for t in second.context] == [
         ("user", "hello"),
         ("assistant", "hi there"),
     ]
 
     # Held by an answer whose final event the writer does not have: "busy" at once.
-    third = await asyncio.wait_for(start_answer(engine, settings, writer, start(uuid4())), 5)
+    third = await asyncio.wait_for(AnswerStarts(engine, settings, writer).start(start(uuid4())), 5)
     assert third.turn.status == "busy"
 
 
@@ -160,11 +167,11 @@ async def test_sessions_in_different_lanes_are_written_concurrently(engine: Asyn
     gate = asyncio.Event()
     written: list[str] = []
 
-    async def persist(conn: AsyncConnection, event: Persisted, trace_id: str | None) -> None:
+    async def persist(conn: AsyncConnection, event: PersistedEvent, trace_id: str | None) -> None:
         assert isinstance(event, UserMessage)
         if event.text.startswith("stuck"):
             await gate.wait()
-        await repository.save_user_message(conn, event)
+        await persist_event(conn, event, None)
         written.append(event.text)
 
     writer = EventWriter(engine, persist, max_batch=16, lanes=2)
@@ -193,9 +200,9 @@ async def test_a_sqlalchemy_statement_in_the_writers_transaction_fails_it_whole(
     rolls back behind the writer's back. It fails loudly instead, and nothing of it is kept."""
     first, second = await _messages(engine, 2)
 
-    async def persist(conn: AsyncConnection, event: Persisted, trace_id: str | None) -> None:
+    async def persist(conn: AsyncConnection, event: PersistedEvent, trace_id: str | None) -> None:
         assert isinstance(event, UserMessage)
-        await repository.save_user_message(conn, event)
+        await persist_event(conn, event, None)
         if event is second:
             await conn.execute(text("SELECT 1"))
 

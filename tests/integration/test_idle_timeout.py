@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import StackFactory
-from tests.support.client import ChatClient
+from chat_devtools.client import ChatClient
+from chat_devtools.seed import create_user, token_for
+from chat_devtools.stack import Stack, StackFactory
 from tests.support.db import fetch
-from tests.support.seed import create_user, token_for
-from tests.support.stack import Stack
 
 
 @pytest.fixture(scope="module")

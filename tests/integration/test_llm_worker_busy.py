@@ -12,14 +12,13 @@ from uuid import UUID
 
 import pytest
 
-from chat_llm_worker.handlers import BUSY_MESSAGE
-from chat_llm_worker.scripted import scripted_reply
 from chat_contracts.base import UserRef
-from tests.conftest import StackFactory
-from tests.support.client import ChatClient
+from chat_devtools.client import ChatClient
+from chat_devtools.seed import create_user, token_for
+from chat_devtools.stack import Stack, StackFactory
+from chat_llm_worker.messages import BUSY_MESSAGE
+from chat_llm_worker.scripted import scripted_reply
 from tests.support.db import wait_for_rows
-from tests.support.seed import create_user, token_for
-from tests.support.stack import Stack
 
 WITHOUT_WORKER = ("gateway", "orchestrator", "tools", "history")
 # The scripted model's default answer at 60 deltas/s: about four seconds.

@@ -1,4 +1,4 @@
-"""The LLM worker's issue-8 behaviour on real RabbitMQ: attempts, stop, replay, busy policies,
+"""The LLM worker's answers on real RabbitMQ: attempts, stop, replay, busy policies,
 progress reports and a history outage.
 
 The worker runs in this process (its handlers, link and provider exactly as in the service);
@@ -22,17 +22,6 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from faststream.rabbit import RabbitBroker
 
-from chat_llm_worker.generations import Generations
-from chat_llm_worker.handlers import BUSY_MESSAGE, RETRYING_MESSAGE, register
-from chat_llm_worker.link import WorkerLink
-from chat_llm_worker.providers import (
-    AnthropicProvider,
-    Provider,
-    ProviderRequest,
-    ScriptedProvider,
-    TokenCount,
-)
-from chat_llm_worker.settings import LlmWorkerSettings
 from chat_contracts.base import UserRef
 from chat_contracts.control import ReplayReply, ReplayRequest, StopRequest, worker_control_adapter
 from chat_contracts.events import (
@@ -52,16 +41,29 @@ from chat_contracts.history import (
     TurnReply,
     history_request_adapter,
 )
-from chat_contracts.work import LlmRequest
-from chat_runtime.declare import declare_topology_at
 from chat_contracts.topology import LLM_REQUEST_KEY, MAX_DELIVERIES, Topology
+from chat_contracts.work import LlmRequest
+from chat_devtools.infra import delete_topology, unique_prefix
+from chat_llm_worker.generations import Generations
+from chat_llm_worker.handlers import register
+from chat_llm_worker.link import WorkerLink
+from chat_llm_worker.messages import BUSY_MESSAGE, RETRYING_MESSAGE
+from chat_llm_worker.providers import (
+    AnthropicProvider,
+    Provider,
+    ProviderRequest,
+    ScriptedProvider,
+    TokenCount,
+)
+from chat_llm_worker.settings import LlmWorkerSettings
+from chat_llm_worker.worker import assemble
+from chat_runtime.declare import declare_topology_at
 from tests.support.fake_anthropic import (
     INPUT_TOKENS,
     SLOW_DELTA_SECONDS,
     FakeAnthropic,
     running_fake_anthropic,
 )
-from tests.support.infra import delete_topology, unique_prefix
 
 # The scripted model at 50 deltas/s: its default answer (~230 deltas) takes ~4.5 s.
 SLOW = {"scripted_ttft_ms": 20, "scripted_tokens_per_second": 50}
@@ -292,8 +294,9 @@ async def start_worker(
         await _serve_history(channel, topology, history)
         events, stops = await _watch(channel, topology)
         broker = RabbitBroker(amqp_url)
-        link = WorkerLink(settings)
-        generations = register(broker, settings, provider(settings), link)
+        worker = assemble(broker, settings, provider(settings))
+        register(broker, settings, worker.answerer)
+        link, generations = worker.link, worker.generations
         await link.start()
         await broker.start()
         started.append((broker, link))

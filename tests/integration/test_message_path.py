@@ -9,11 +9,10 @@ from uuid import UUID
 import pytest
 
 from chat_contracts.base import UserRef
-from tests.conftest import StackFactory
-from tests.support.client import ChatClient
+from chat_devtools.client import ChatClient
+from chat_devtools.seed import create_user, token_for
+from chat_devtools.stack import Stack, StackFactory
 from tests.support.db import fetch, wait_for_rows
-from tests.support.seed import create_user, token_for
-from tests.support.stack import Stack
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +88,7 @@ async def test_tier_two_streams_tokens_in_order_and_persists_the_answer(
     tokens = [f for f in frames if f["type"] == "token"]
     complete = frames[-1]
     assert complete["type"] == "complete"
-    # Streamed in pieces; a token event may join several deltas (issue 7), none is lost.
+    # Streamed in pieces; a token event may join several deltas, none is lost.
     assert len(tokens) > 1
     assert [t["seq"] for t in tokens] == list(range(1, len(tokens) + 1))
     assert complete["seq"] == len(tokens) + 1

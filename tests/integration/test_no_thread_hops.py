@@ -18,12 +18,15 @@ import pytest
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 
+from chat_contracts.topology import Topology
+from chat_devtools.infra import delete_topology, unique_prefix
+from chat_devtools.questions import a_user_message
+from chat_orchestrator.dispatch import Dispatcher
 from chat_orchestrator.handlers import register
 from chat_orchestrator.settings import OrchestratorSettings
-from chat_runtime.declare import declare_topology_at
-from chat_contracts.topology import Topology
-from tests.integration.test_orchestrator_handler import _message
-from tests.support.infra import delete_topology, unique_prefix
+from chat_runtime.declare import declare_topology_at, exchange_for
+from chat_runtime.publisher import Publisher
+from chat_runtime.wire import Wire
 
 
 async def test_the_orchestrator_handles_a_message_without_a_thread_hop(
@@ -41,7 +44,8 @@ async def test_the_orchestrator_handles_a_message_without_a_thread_hop(
     topology = Topology(prefix)
     await declare_topology_at(amqp_url, topology)
     broker = RabbitBroker(amqp_url)
-    register(broker, OrchestratorSettings(amqp_url=amqp_url, broker_prefix=prefix))
+    settings = OrchestratorSettings(amqp_url=amqp_url, broker_prefix=prefix)
+    register(broker, settings, Dispatcher(Publisher(broker, Wire(topology, "orchestrator"))))
     controls: asyncio.Queue[bytes] = asyncio.Queue()
 
     @broker.subscriber(RabbitQueue(f"{prefix}.control-test", auto_delete=True))
@@ -54,10 +58,10 @@ async def test_the_orchestrator_handles_a_message_without_a_thread_hop(
             await broker.start()
             channel = await connection.channel()
             work = await channel.get_queue(topology.llm_requests.name, ensure=False)
-            message = _message("tell me about the weather")
+            message = a_user_message("tell me about the weather")
             await broker.publish(
                 message.model_dump_json().encode(),
-                exchange=topology.events,
+                exchange=exchange_for(topology.events),
                 routing_key=f"session.{message.session_id}.user_message",
             )
             async with asyncio.timeout(5):

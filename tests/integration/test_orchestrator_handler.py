@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from faststream.rabbit import RabbitBroker, RabbitQueue, TestRabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
+from chat_contracts.events import RoutedEvent, UserMessage
+from chat_contracts.topology import Topology, event_binding, session_key
+from chat_contracts.work import LlmRequest, ToolRequest
+from chat_devtools.infra import delete_topology, unique_prefix
+from chat_devtools.questions import a_user_message
+from chat_orchestrator.dispatch import Dispatcher
 from chat_orchestrator.handlers import register
 from chat_orchestrator.settings import OrchestratorSettings
-from chat_contracts.base import UserRef
-from chat_contracts.events import RoutedEvent, UserMessage
-from chat_contracts.work import LlmRequest, ToolRequest
-from chat_contracts.topology import Topology, event_binding, session_key
-from tests.support.infra import delete_topology, unique_prefix
+from chat_runtime.declare import exchange_for, queue_for
+from chat_runtime.publisher import Publisher
+from chat_runtime.wire import Wire
 
 
 @pytest.fixture(params=["memory", "rabbitmq"])
@@ -27,7 +29,7 @@ async def harness(request: pytest.FixtureRequest, amqp_url: str) -> AsyncIterato
     settings = OrchestratorSettings(amqp_url=amqp_url, broker_prefix=prefix)
     topology = Topology(prefix)
     broker = RabbitBroker(amqp_url)
-    register(broker, settings)
+    register(broker, settings, Dispatcher(Publisher(broker, Wire(topology, "orchestrator"))))
     received: dict[str, asyncio.Queue[bytes]] = {
         "tool": asyncio.Queue(),
         "llm": asyncio.Queue(),
@@ -36,16 +38,16 @@ async def harness(request: pytest.FixtureRequest, amqp_url: str) -> AsyncIterato
 
     @broker.subscriber(
         RabbitQueue(f"{prefix}.test-routed", auto_delete=True, routing_key=event_binding("routed")),
-        topology.events,
+        exchange_for(topology.events),
     )
     async def routed(msg: RabbitMessage) -> None:
         await received["routed"].put(msg.body)
 
-    @broker.subscriber(topology.tool_requests, topology.work)
+    @broker.subscriber(queue_for(topology.tool_requests), exchange_for(topology.work))
     async def tools(msg: RabbitMessage) -> None:
         await received["tool"].put(msg.body)
 
-    @broker.subscriber(topology.llm_requests, topology.work)
+    @broker.subscriber(queue_for(topology.llm_requests), exchange_for(topology.work))
     async def llm(msg: RabbitMessage) -> None:
         await received["llm"].put(msg.body)
 
@@ -59,29 +61,16 @@ async def harness(request: pytest.FixtureRequest, amqp_url: str) -> AsyncIterato
         await delete_topology(amqp_url, prefix)
 
 
-def _message(text: str) -> UserMessage:
-    return UserMessage(
-        session_id=uuid4(),
-        correlation_id=uuid4(),
-        message_id=uuid4(),
-        reply_message_id=uuid4(),
-        client_message_id="c",
-        user=UserRef(user_id=uuid4(), org_id=uuid4(), email="a@example.com", name="A"),
-        text=text,
-        received_at=time.time(),
-    )
-
-
 async def _publish(harness: dict[str, Any], message: UserMessage) -> None:
     await harness["broker"].publish(
         message.model_dump_json().encode(),
-        exchange=harness["topology"].events,
+        exchange=exchange_for(harness["topology"].events),
         routing_key=session_key(message.session_id, "user_message"),
     )
 
 
 async def test_identity_questions_become_tool_requests(harness: dict[str, Any]) -> None:
-    message = _message("who am I?")
+    message = a_user_message("who am I?")
     await _publish(harness, message)
     body = await asyncio.wait_for(harness["received"]["tool"].get(), 5)
     request = ToolRequest.model_validate_json(body)
@@ -95,7 +84,7 @@ async def test_identity_questions_become_tool_requests(harness: dict[str, Any]) 
 
 
 async def test_other_messages_become_llm_requests(harness: dict[str, Any]) -> None:
-    message = _message("summarise what Finnest does")
+    message = a_user_message("summarise what Finnest does")
     await _publish(harness, message)
     body = await asyncio.wait_for(harness["received"]["llm"].get(), 5)
     request = LlmRequest.model_validate_json(body)

@@ -10,8 +10,7 @@ import aio_pika
 import httpx
 
 from chat_contracts.topology import Topology
-from tests.conftest import StackFactory
-from tests.support.stack import free_port
+from chat_devtools.stack import StackFactory, free_port
 
 
 async def readyz(url: str) -> int:

@@ -20,12 +20,11 @@ from uuid import UUID
 import pytest
 
 from chat_contracts.base import UserRef
-from tests.conftest import StackFactory
-from tests.support.client import ChatClient, Frame
+from chat_devtools.client import ChatClient, Frame
+from chat_devtools.seed import create_user, token_for
+from chat_devtools.stack import Stack, StackFactory
 from tests.support.db import wait_for_rows
 from tests.support.fake_worker import Answer, FakeWorker
-from tests.support.seed import create_user, token_for
-from tests.support.stack import Stack
 
 REPLAY_TIMEOUT = 1.0
 

@@ -18,11 +18,10 @@ import pytest
 import websockets
 
 from chat_contracts.base import UserRef
-from tests.conftest import StackFactory
+from chat_devtools.client import ChatClient, Frame
+from chat_devtools.seed import create_user, token_for
+from chat_devtools.stack import Stack, StackFactory
 from tests.support.broker import close_connection_named, gateway_connection_name
-from tests.support.client import ChatClient, Frame
-from tests.support.seed import create_user, token_for
-from tests.support.stack import Stack
 
 # ~155 deltas at 40/s: a four-second answer.
 SLOW = {"SCRIPTED_TTFT_MS": "50", "SCRIPTED_TOKENS_PER_SECOND": "40"}

@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from chat_history import repository
-from chat_history.db import org_transaction, role_problems
 from chat_contracts.history import TurnReply
+from chat_history.db import org_transaction, role_problems
+from chat_history.store import turns
 
 TABLES = ("sessions", "messages", "tool_audit", "llm_calls", "org_budgets", "budget_holds")
 
@@ -144,7 +144,7 @@ async def test_a_turn_claim_in_another_orgs_context_changes_nothing(
 
     # The session's own user and id, a stale holder, but another org's context.
     async with org_transaction(app_engine, stranger_org) as conn:
-        reply = await repository.claim_turn(
+        reply = await turns.claim_turn(
             conn,
             stranger_org,
             owner,

@@ -9,8 +9,8 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from chat_devtools.infra import unique_prefix
 from chat_runtime.rpc import RpcClient
-from tests.support.infra import unique_prefix
 
 IN_FLIGHT = 8
 

@@ -22,11 +22,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from chat_contracts.base import UserRef
-from tests.conftest import StackFactory
-from tests.support.client import ChatClient
+from chat_devtools.client import ChatClient
+from chat_devtools.seed import TEST_JWT_SECRET, create_user, gateway_settings, token_for
+from chat_devtools.stack import Stack, StackFactory
 from tests.support.jwks import AUDIENCE, ISSUER, IdentityProvider, running_identity_provider
-from tests.support.seed import TEST_JWT_SECRET, create_user, gateway_settings, token_for
-from tests.support.stack import Stack
 
 PASSWORD = "correct horse battery staple"
 MESSAGES_PER_MINUTE = 5

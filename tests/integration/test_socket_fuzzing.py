@@ -11,10 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chat_contracts.base import UserRef
-from tests.conftest import StackFactory
-from tests.support.client import ChatClient
-from tests.support.seed import create_user, token_for
-from tests.support.stack import Stack
+from chat_devtools.client import ChatClient
+from chat_devtools.seed import create_user, token_for
+from chat_devtools.stack import Stack, StackFactory
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -19,14 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from chat_llm_worker.providers import split_deltas
 from chat_contracts.base import UserRef
-from tests.conftest import StackFactory
-from tests.support.client import ChatClient, Frame
+from chat_devtools.client import ChatClient, Frame
+from chat_devtools.otlp import ExportedSpan, OtlpReceiver, running_otlp_receiver
+from chat_devtools.seed import create_user, token_for
+from chat_devtools.stack import Stack, StackFactory
+from chat_llm_worker.providers import split_deltas
 from tests.support.db import wait_for_rows
-from tests.support.otlp import ExportedSpan, OtlpReceiver, running_otlp_receiver
-from tests.support.seed import create_user, token_for
-from tests.support.stack import Stack
 
 # Letters that no id, hex string or log word contains: any trace of them is a leak.
 SECRET = "ZQXJ VKWPY QZXJV KQWXZ QQZJXV KZQJX WQVKZ JQXWV ZKQJW XVQZK JWQXV"
@@ -46,7 +45,7 @@ CHAT_IDS = (
 
 
 @dataclass
-class Turn:
+class Question:
     """One message as the client saw it."""
 
     text: str
@@ -71,8 +70,8 @@ class Scene:
     receiver: OtlpReceiver
     user: UserRef
     client: ChatClient
-    tier1: Turn
-    tier2: Turn
+    tier1: Question
+    tier2: Question
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +89,7 @@ def stack(stack_factory: StackFactory, receiver: OtlpReceiver) -> Stack:
     )
 
 
-async def _turn(client: ChatClient, text: str) -> Turn:
+async def _ask(client: ChatClient, text: str) -> Question:
     sent_at = time.time()
     accepted = await client.send(text)
     assert accepted["type"] == "accepted", accepted
@@ -104,7 +103,7 @@ async def _turn(client: ChatClient, text: str) -> Turn:
             first_frame_at = time.time()
         frames.append(frame)
         if frame["type"] in ("complete", "error"):
-            return Turn(text, sent_at, accepted, frames, first_frame_at, time.time())
+            return Question(text, sent_at, accepted, frames, first_frame_at, time.time())
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +111,8 @@ async def scene(stack: Stack, receiver: OtlpReceiver, database_url: str) -> Asyn
     user = await create_user(database_url, name=USER_NAME)
     client = await ChatClient.connect(stack.ws_url, token_for(user))
     await client.join()
-    tier1 = await _turn(client, TIER_1_TEXT)
-    tier2 = await _turn(client, TIER_2_TEXT)
+    tier1 = await _ask(client, TIER_1_TEXT)
+    tier2 = await _ask(client, TIER_2_TEXT)
     assert tier1.frames[-1]["type"] == "complete" and tier2.frames[-1]["type"] == "complete"
     assert tier2.frames[-1]["text"] == SECRET
     # Both answers persisted, so every hop has been reached.
@@ -133,17 +132,19 @@ def _spans_of(spans: list[ExportedSpan], correlation_id: str) -> list[ExportedSp
     return [s for s in spans if s.attributes.get("chat.correlation_id") == correlation_id]
 
 
-def _wait_for_trace(receiver: OtlpReceiver, turn: Turn, services: set[str]) -> list[ExportedSpan]:
-    """Every span of the turn's trace, once all the services on its path have exported."""
+def _wait_for_trace(
+    receiver: OtlpReceiver, question: Question, services: set[str]
+) -> list[ExportedSpan]:
+    """Every span of the question's trace, once all the services on its path have exported."""
 
     def complete(spans: list[ExportedSpan]) -> bool:
-        mine = _spans_of(spans, turn.correlation_id)
+        mine = _spans_of(spans, question.correlation_id)
         names = {s.name for s in mine}
         return services <= {s.service for s in mine} and "chat.deliver complete" in names
 
     receiver.wait_for(complete)
     time.sleep(0.5)  # stragglers of the last batch
-    mine = _spans_of(receiver.snapshot(), turn.correlation_id)
+    mine = _spans_of(receiver.snapshot(), question.correlation_id)
     trace_ids = {s.trace_id for s in mine}
     assert len(trace_ids) == 1, f"{len(trace_ids)} traces for one message"
     return [s for s in receiver.snapshot() if s.trace_id in trace_ids]
@@ -153,15 +154,15 @@ def _wait_for_trace(receiver: OtlpReceiver, turn: Turn, services: set[str]) -> l
 def test_one_message_is_one_trace_through_every_service_on_its_path(
     scene: Scene, tier: int, services: set[str]
 ) -> None:
-    turn = scene.tier1 if tier == 1 else scene.tier2
-    trace = _wait_for_trace(scene.receiver, turn, services)
+    question = scene.tier1 if tier == 1 else scene.tier2
+    trace = _wait_for_trace(scene.receiver, question, services)
 
     assert {s.service for s in trace} == services
     expected_ids = {
-        "chat.correlation_id": turn.correlation_id,
-        "chat.session_id": str(turn.accepted["session_id"]),
-        "chat.message_id": str(turn.accepted["message_id"]),
-        "chat.reply_message_id": turn.reply_id,
+        "chat.correlation_id": question.correlation_id,
+        "chat.session_id": str(question.accepted["session_id"]),
+        "chat.message_id": str(question.accepted["message_id"]),
+        "chat.reply_message_id": question.reply_id,
         "chat.org_id": str(scene.user.org_id),
     }
     for span in trace:
@@ -183,17 +184,17 @@ def test_one_message_is_one_trace_through_every_service_on_its_path(
         (llm,) = [s for s in trace if s.name == "chat.llm.stream"]
         assert [name for name, _ in llm.events] == ["first_token"]
         # No span per token: only the first token's publish and delivery are traced.
-        # Many tokens (deltas: a token frame may join several, issue 7), one traced.
-        token_count = sum(f["deltas"] for f in turn.frames if f["type"] == "token")
+        # Many tokens (deltas: a token frame may join several), one traced.
+        token_count = sum(f["deltas"] for f in question.frames if f["type"] == "token")
         assert token_count > 10
         token_spans = [s for s in trace if ".token" in s.name or s.name.endswith(" token")]
         assert len([s for s in token_spans if s.service == "gateway"]) == 1
         assert len([s for s in token_spans if s.service == "llm-worker"]) <= 2
 
 
-def _leaks(turn_texts: list[str], scene: Scene) -> list[str]:
+def _leaks(question_texts: list[str], scene: Scene) -> list[str]:
     """Every string that must appear in no span and no log line."""
-    leaks = [*turn_texts, SECRET, scene.user.email, USER_NAME]
+    leaks = [*question_texts, SECRET, scene.user.email, USER_NAME]
     leaks += [word for word in SECRET.split()]
     leaks += [d.strip() for d in split_deltas(SECRET) if len(d.strip()) >= 3]
     return leaks
@@ -229,7 +230,7 @@ def _log_entries(stack: Stack, service: str) -> list[dict[str, Any]]:
     return entries
 
 
-def test_log_lines_of_a_turn_carry_its_trace_and_there_is_one_per_turn_not_per_token(
+def test_log_lines_of_a_question_carry_its_trace_and_there_is_one_per_question_not_per_token(
     scene: Scene,
 ) -> None:
     trace = _wait_for_trace(scene.receiver, scene.tier2, TIER_2_SERVICES)
@@ -259,12 +260,12 @@ async def _timeline(scene: Scene, message_id: str, token: str | None = None) -> 
 async def test_the_timeline_of_a_completed_message_has_every_hop_in_order_and_adds_up(
     scene: Scene, tier: int, database_url: str
 ) -> None:
-    turn = scene.tier1 if tier == 1 else scene.tier2
-    response = await _timeline(scene, turn.reply_id)
+    question = scene.tier1 if tier == 1 else scene.tier2
+    response = await _timeline(scene, question.reply_id)
     assert response.status_code == 200, response.text
     timeline = response.json()
     assert timeline["status"] == "complete" and timeline["tier"] == tier
-    assert timeline["correlation_id"] == turn.correlation_id
+    assert timeline["correlation_id"] == question.correlation_id
 
     hops = {hop["name"]: hop["at"] for hop in timeline["hops"]}
     chain = ["received", "routed", "queued", "started"]
@@ -279,9 +280,9 @@ async def test_the_timeline_of_a_completed_message_has_every_hop_in_order_and_ad
     # In order along the path, and within what the client itself saw (one clock here).
     times = [hops[name] for name in chain]
     assert times == sorted(times)
-    assert turn.sent_at <= hops["received"]
-    assert hops["first_output"] <= hops["first_output_delivered"] <= turn.first_frame_at
-    assert hops["completed"] <= turn.last_frame_at
+    assert question.sent_at <= hops["received"]
+    assert hops["first_output"] <= hops["first_output_delivered"] <= question.first_frame_at
+    assert hops["completed"] <= question.last_frame_at
 
     # The segments are the consecutive hops of the path and add up to the total.
     segments = timeline["segments"]
@@ -304,13 +305,15 @@ async def test_the_timeline_of_a_completed_message_has_every_hop_in_order_and_ad
         rows = await wait_for_rows(
             database_url,
             "SELECT ttft_ms FROM chat.llm_calls WHERE correlation_id = :c",
-            c=turn.correlation_id,
+            c=question.correlation_id,
         )
         assert summary["time_to_first_token_ms"] == pytest.approx(rows[0]["ttft_ms"], abs=20)
     else:
         assert summary["time_to_first_token_ms"] is None
 
-    trace = _wait_for_trace(scene.receiver, turn, TIER_1_SERVICES if tier == 1 else TIER_2_SERVICES)
+    trace = _wait_for_trace(
+        scene.receiver, question, TIER_1_SERVICES if tier == 1 else TIER_2_SERVICES
+    )
     assert timeline["trace_id"] == trace[0].trace_id
 
 
@@ -367,10 +370,10 @@ async def test_each_service_serves_its_metrics_as_prometheus_text(
             for name in ("gateway", "orchestrator", "llm-worker", "tools", "history")
         }
     org = str(scene.user.org_id)
-    # Output tokens are the model's deltas; a token frame may join several (issue 7).
+    # Output tokens are the model's deltas; a token frame may join several.
     tokens = sum(f["deltas"] for f in scene.tier2.frames if f["type"] == "token")
 
-    # Every service froze its startup heap out of the garbage collector's sight (issue 7).
+    # Every service froze its startup heap out of the garbage collector's sight.
     for name, text in texts.items():
         assert _metric(text, "chat_process_gc_frozen_objects") > 10_000, name
     assert _metric(texts["orchestrator"], "chat_messages_total", tier="1") >= 1

@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 
-from tests.support.stack import Stack
+from chat_devtools.stack import Stack
 
 
 def _rabbitmqctl(*args: str) -> str:

@@ -25,7 +25,7 @@ from uuid import uuid4
 
 import httpx
 
-from tests.support.stack import Stack, free_port
+from chat_devtools.stack import Stack, free_port
 
 
 def rabbitmq_tools_missing() -> str | None:

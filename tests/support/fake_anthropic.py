@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from chat_devtools.stack import free_port
 from tests.support.http_server import serving
-from tests.support.stack import free_port
 
 REPLY = "Finnest is a platform; this reply comes from a local test double of the Messages API."
 INPUT_TOKENS = 42

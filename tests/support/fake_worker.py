@@ -81,7 +81,7 @@ class FakeWorker:
         self._events = await self._channel.get_exchange(self._topology.events.name)
         control = await self._channel.get_exchange(self._topology.llm_control.name)
         queue = await self._channel.declare_queue(
-            f"{self._topology.llm_control_queue(uuid4().hex[:8])}", exclusive=True
+            self._topology.llm_control_queue(uuid4().hex[:8]).name, exclusive=True
         )
         await queue.bind(control)
         await queue.consume(self._on_control, no_ack=True)

@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from chat_devtools.stack import free_port
 from tests.support.http_server import serving
-from tests.support.stack import free_port
 
 ISSUER = "https://idp.test.example"
 AUDIENCE = "agentchat-tests"

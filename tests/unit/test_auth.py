@@ -4,9 +4,9 @@ from uuid import uuid4
 import jwt
 import pytest
 
-from chat_gateway.auth import InvalidToken, TokenVerifier, bearer_token, mint_token
 from chat_contracts.base import UserRef
-from tests.support.seed import gateway_settings
+from chat_devtools.seed import gateway_settings
+from chat_gateway.auth import InvalidToken, TokenVerifier, bearer_token, mint_token
 
 
 def _user() -> UserRef:

@@ -85,7 +85,7 @@ def test_topology_names_live_under_the_prefix() -> None:
         topology.tool_requests.name,
         topology.history_events.name,
         topology.history_rpc.name,
-        topology.gateway_queue("r1"),
+        topology.gateway_queue("r1").name,
     ]
     assert all(name.startswith("abc.") for name in names)
     assert len(set(names)) == len(names)

@@ -8,9 +8,10 @@ from uuid import uuid4
 
 from starlette.websockets import WebSocket
 
-from chat_gateway.drain import CLOSE_SERVICE_RESTART, Drain
-from chat_gateway.hub import Client
 from chat_contracts.base import UserRef
+from chat_contracts.codes import CloseCode
+from chat_gateway.drain import Drain
+from chat_gateway.hub import Client
 
 
 class RecordingSocket:
@@ -41,7 +42,7 @@ async def test_queued_frames_are_sent_before_the_1012_close() -> None:
 
     await drain.close_all(within_seconds=5)
 
-    assert socket.sent == [*(f"frame {n}" for n in range(20)), ("close", CLOSE_SERVICE_RESTART)]
+    assert socket.sent == [*(f"frame {n}" for n in range(20)), ("close", CloseCode.SERVICE_RESTART)]
 
 
 async def test_the_frame_being_handled_finishes_and_its_reply_goes_out_first() -> None:
@@ -62,7 +63,7 @@ async def test_the_frame_being_handled_finishes_and_its_reply_goes_out_first() -
     await drain.close_all(within_seconds=5)
     await handler
 
-    assert socket.sent == ["accepted", ("close", CLOSE_SERVICE_RESTART)]
+    assert socket.sent == ["accepted", ("close", CloseCode.SERVICE_RESTART)]
 
 
 async def test_frames_that_arrive_once_stopping_are_not_handled() -> None:

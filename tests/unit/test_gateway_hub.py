@@ -12,9 +12,11 @@ from uuid import UUID, uuid4
 import pytest
 from starlette.websockets import WebSocket
 
-from chat_gateway import hub as hub_module
-from chat_gateway.hub import CLOSE_SILENT, MAX_TRACKED, Client, Outgoing, SessionHub
 from chat_contracts.base import UserRef
+from chat_contracts.codes import CloseCode
+from chat_gateway import hub as hub_module
+from chat_gateway.frames import Outgoing
+from chat_gateway.hub import MAX_TRACKED, Client, SessionHub
 
 
 class RecordingSocket:
@@ -43,9 +45,7 @@ def event(message_id: UUID, attempt: int, seq: int, *, final: bool = False) -> O
 
 
 def send(client: Client, outgoing: Outgoing) -> None:
-    client.send(
-        outgoing.data, outgoing.message_id, outgoing.attempt, outgoing.seq, final=outgoing.final
-    )
+    client.post(outgoing)
 
 
 async def test_an_event_at_or_below_what_was_sent_is_dropped_and_a_later_attempt_resets() -> None:
@@ -85,7 +85,7 @@ async def test_a_join_sends_joined_then_the_replay_then_what_was_held_without_re
     socket = RecordingSocket()
     client = client_on(socket)
     answer = uuid4()
-    client.hold()
+    client.defer()
     # Live events that arrived while history was read and the worker replayed.
     for seq in (5, 6, 7):
         send(client, event(answer, 1, seq))
@@ -141,4 +141,4 @@ async def test_the_tick_sends_heartbeats_and_closes_silent_sockets_with_4408(
     hub.tick(silence_seconds=5)  # a second tick does not close it twice
     await settle()
     assert [json.loads(frame)["type"] for frame in talking.sent] == ["heartbeat", "heartbeat"]
-    assert silent.sent == [("close", CLOSE_SILENT, "nothing received from the client")]
+    assert silent.sent == [("close", CloseCode.SILENT, "nothing received from the client")]

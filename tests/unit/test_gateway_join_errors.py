@@ -10,12 +10,12 @@ from uuid import UUID, uuid4
 
 from starlette.websockets import WebSocket
 
+from chat_contracts.base import UserRef
+from chat_contracts.history import SessionSnapshot
 from chat_gateway.bridge import BackendUnavailable, BrokerBridge
 from chat_gateway.conversation import Conversation
 from chat_gateway.hub import Client, SessionHub
 from chat_gateway.settings import GatewaySettings
-from chat_contracts.base import UserRef
-from chat_contracts.history import SessionSnapshot
 
 
 class RecordingSocket:

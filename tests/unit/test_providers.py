@@ -2,6 +2,7 @@ import asyncio
 
 import pytest
 
+from chat_contracts.history import ContextMessage
 from chat_llm_worker.providers import (
     ProviderRequest,
     ScriptedProvider,
@@ -10,7 +11,6 @@ from chat_llm_worker.providers import (
     split_deltas,
 )
 from chat_llm_worker.settings import LlmWorkerSettings
-from chat_contracts.history import ContextMessage
 
 
 def test_deltas_are_three_or_four_characters_and_rebuild_the_reply() -> None:
@@ -45,7 +45,7 @@ async def test_scripted_stream_keeps_its_rate_and_counts_tokens() -> None:
 def test_messages_alternate_and_start_with_the_user() -> None:
     request = ProviderRequest(
         system="s",
-        turns=[
+        context=[
             ContextMessage(role="assistant", text="orphan answer"),
             ContextMessage(role="user", text="a"),
             ContextMessage(role="user", text="b"),

@@ -1,4 +1,4 @@
-"""Hop times of a turn (stamped as events are published) and the timeline built from them."""
+"""Hop times of an answer (stamped as events are published) and the timeline built from them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from chat_contracts.events import CompleteEvent, TokenEvent, ToolCallEvent
 from chat_runtime.telemetry import otlp_metrics_wanted, traces_wanted
-from chat_runtime.timeline import build_timeline, mark_model_called, stamp, turn
+from chat_runtime.timeline import build_timeline, handling, mark_model_called, stamp
 from chat_runtime.tracing import _span_destination
 
 
@@ -18,7 +18,7 @@ def _ids() -> dict[str, object]:
 
 def test_publishing_stamps_each_event_and_the_last_one_carries_the_turns_hops() -> None:
     ids = _ids()
-    with turn(queued_at=100.0) as current:
+    with handling(queued_at=100.0) as current:
         mark_model_called()
         first = stamp(TokenEvent(seq=1, text="a", **ids))  # type: ignore[arg-type]
         second = stamp(TokenEvent(seq=2, text="b", **ids))  # type: ignore[arg-type]
@@ -37,7 +37,7 @@ def test_publishing_stamps_each_event_and_the_last_one_carries_the_turns_hops() 
     assert last.emitted_at is not None and last.emitted_at >= second.emitted_at
 
 
-def test_outside_a_turn_events_get_an_emit_time_and_no_hops() -> None:
+def test_outside_a_work_item_events_get_an_emit_time_and_no_hops() -> None:
     event = stamp(
         ToolCallEvent(
             seq=1, org_id=uuid4(), user_id=uuid4(), call_id=uuid4(), tool="t", input={}, **_ids()
@@ -153,9 +153,9 @@ def test_span_names_do_not_grow_with_sessions_or_reply_queues() -> None:
 
 def test_a_token_the_worker_stamped_itself_is_published_as_it_is() -> None:
     token = TokenEvent(seq=2, text="a", emitted_at=5.0, **_ids())  # type: ignore[arg-type]
-    with turn(queued_at=1.0):
+    with handling(queued_at=1.0):
         assert stamp(token) is token
     first = TokenEvent(seq=1, text="a", emitted_at=4.0, **_ids())  # type: ignore[arg-type]
-    with turn(queued_at=1.0) as current:
+    with handling(queued_at=1.0) as current:
         assert stamp(first).emitted_at == 4.0
     assert current.first_output_at == 4.0

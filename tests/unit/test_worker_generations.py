@@ -6,30 +6,12 @@ import time
 from typing import Any
 from uuid import uuid4
 
-from chat_llm_worker.generations import Generations
-from chat_contracts.base import UserRef
 from chat_contracts.control import ReplayRequest, StopRequest
 from chat_contracts.events import CompleteEvent, TokenEvent
 from chat_contracts.work import LlmRequest
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def request() -> LlmRequest:
-    return LlmRequest(
-        session_id=uuid4(),
-        correlation_id=uuid4(),
-        message_id=uuid4(),
-        user_message_id=uuid4(),
-        text="hi",
-        user=UserRef(user_id=uuid4(), org_id=uuid4(), email="a@example.com", name="A"),
-    )
+from chat_devtools.questions import an_llm_request as request
+from chat_llm_worker.generations import Generations
+from tests.support.clock import Clock
 
 
 def ids(asked: LlmRequest) -> dict[str, Any]:

@@ -7,27 +7,24 @@ from decimal import Decimal
 from uuid import uuid4
 
 import pytest
+from pydantic import BaseModel
 
-from chat_llm_worker.history_client import (
-    Breaker,
-    HistoryClient,
-    OutageAllowance,
-)
 from chat_contracts.history import ContextMessage, HoldPrice, StartReply, TurnReply
 from chat_contracts.work import LlmRequest
-from chat_contracts.topology import Topology
-from tests.unit.test_worker_generations import Clock
-from tests.unit.test_worker_generations import request as llm_request
+from chat_devtools.questions import an_llm_request as llm_request
+from chat_llm_worker.budget import OutageAllowance
+from chat_llm_worker.history_client import Breaker, HistoryClient
+from tests.support.clock import Clock
 
 
-class FakeRpc:
+class FakeLink:
     """Answers with `reply`, or times out when it is None."""
 
     def __init__(self) -> None:
         self.reply: bytes | None = None
         self.asked = 0
 
-    async def ask(self, queue: str, body: bytes, expires_in: float) -> bytes:
+    async def ask(self, message: BaseModel, expires_in: float) -> bytes:
         self.asked += 1
         if self.reply is None:
             raise TimeoutError
@@ -91,9 +88,9 @@ async def start(client: HistoryClient, request: LlmRequest) -> StartReply | None
 
 
 async def test_history_down_means_no_context_no_claim_and_no_budget_answer() -> None:
-    rpc = FakeRpc()
+    rpc = FakeLink()
     clock = Clock()
-    client = HistoryClient(rpc, Topology("t"), 0.1, Breaker(10, clock))  # type: ignore[arg-type]
+    client = HistoryClient(rpc, 0.1, Breaker(10, clock))
     request = llm_request()
     assert await start(client, request) is None
     assert rpc.asked == 1
@@ -103,11 +100,11 @@ async def test_history_down_means_no_context_no_claim_and_no_budget_answer() -> 
     # After the pause, one question goes through and its answer closes the breaker.
     clock.now = 10
     earlier = StartReply(
-        turn=TurnReply(status="claimed"), turns=[ContextMessage(role="user", text="earlier")]
+        turn=TurnReply(status="claimed"), context=[ContextMessage(role="user", text="earlier")]
     )
     rpc.reply = earlier.model_dump_json().encode()
     reply = await start(client, request)
-    assert reply is not None and [t.text for t in reply.turns] == ["earlier"]
+    assert reply is not None and [t.text for t in reply.context] == ["earlier"]
     assert client.breaker.closed and rpc.asked == 2
 
 
@@ -117,12 +114,12 @@ async def test_a_cancelled_question_does_not_keep_the_breaker_half_open() -> Non
     breaker.failed()
     clock.now = 10
 
-    class SlowRpc:
-        async def ask(self, queue: str, body: bytes, expires_in: float) -> bytes:
+    class SlowLink:
+        async def ask(self, message: BaseModel, expires_in: float) -> bytes:
             await asyncio.sleep(10)
             return b""
 
-    client = HistoryClient(SlowRpc(), Topology("t"), 0.1, breaker)  # type: ignore[arg-type]
+    client = HistoryClient(SlowLink(), 0.1, breaker)
     task = asyncio.create_task(start(client, llm_request()))
     await asyncio.sleep(0.01)
     task.cancel()

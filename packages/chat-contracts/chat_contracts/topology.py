@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -111,9 +112,8 @@ class Queue:
         return self.bindings[0].key if self.bindings else self.name
 
 
-@dataclass(frozen=True)
-class Route:
-    """Where a message is published."""
+class Route(NamedTuple):
+    """Where a message is published (a tuple: one is built per token)."""
 
     exchange: str
     routing_key: str
@@ -168,12 +168,13 @@ def _topic_matches(binding: str, key: str) -> bool:
 
 @dataclass(frozen=True)
 class Topology:
-    """Names of every exchange and queue, under one prefix (tests use a prefix each)."""
+    """Names of every exchange and queue, under one prefix (tests use a prefix each). Each is
+    built once per instance (`cached_property`): routing a token reads them."""
 
     prefix: str = "chat"
 
     # -- exchanges ---------------------------------------------------------------------
-    @property
+    @cached_property
     def events(self) -> Exchange:
         return Exchange(
             f"{self.prefix}.events",
@@ -181,13 +182,13 @@ class Topology:
             summary="Every session event, on `session.<session_id>.<type>`.",
         )
 
-    @property
+    @cached_property
     def work(self) -> Exchange:
         return Exchange(
             f"{self.prefix}.work", ExchangeType.DIRECT, summary="Work for the tools and the LLM."
         )
 
-    @property
+    @cached_property
     def control(self) -> Exchange:
         return Exchange(
             f"{self.prefix}.control",
@@ -195,7 +196,7 @@ class Topology:
             summary="Broadcasts to every gateway replica (sign-outs).",
         )
 
-    @property
+    @cached_property
     def llm_control(self) -> Exchange:
         return Exchange(
             f"{self.prefix}.llm-control",
@@ -203,7 +204,7 @@ class Topology:
             summary="Broadcasts to every LLM worker replica: stop an answer, replay one.",
         )
 
-    @property
+    @cached_property
     def dead_letters(self) -> Exchange:
         return Exchange(
             f"{self.prefix}.dlx",
@@ -234,7 +235,7 @@ class Topology:
             summary=summary,
         )
 
-    @property
+    @cached_property
     def orchestrator_inbox(self) -> Queue:
         return self._work_queue(
             "orchestrator.user-messages",
@@ -244,13 +245,13 @@ class Topology:
             "Every user message, to route (competing orchestrator replicas).",
         )
 
-    @property
+    @cached_property
     def tool_requests(self) -> Queue:
         return self._work_queue(
             "tools.requests", "tools", self.work, (TOOL_REQUEST_KEY,), "Tier-1 work."
         )
 
-    @property
+    @cached_property
     def llm_requests(self) -> Queue:
         return self._work_queue(
             "llm.requests",
@@ -260,7 +261,7 @@ class Topology:
             "Tier-2 work (competing LLM worker replicas, prefetch LLM_CONCURRENCY).",
         )
 
-    @property
+    @cached_property
     def history_events(self) -> Queue:
         return self._work_queue(
             "history.events",
@@ -270,7 +271,7 @@ class Topology:
             "Every event history persists (never tokens).",
         )
 
-    @property
+    @cached_property
     def history_rpc(self) -> Queue:
         # Requests are short-lived questions; nobody waits for an answer after a restart.
         return Queue(
@@ -280,7 +281,7 @@ class Topology:
             summary="Questions to history; each reply goes to the asker's reply queue.",
         )
 
-    @property
+    @cached_property
     def dead_letter_queue(self) -> Queue:
         return Queue(
             f"{self.prefix}.dead-letters",

@@ -2,10 +2,10 @@
 
 aiormq's connection writer takes one frame (a publish: method, header and body) off the
 connection's write queue at a time and hands it to the socket: one `send` syscall per message,
-and one TCP segment for RabbitMQ to read. When many answers publish in the same event-loop turn
+and one TCP segment for RabbitMQ to read. When many answers publish in the same iteration of the event loop
 (the worker's token events under load), their frames could leave together. `install()` makes
 the writer, once it has a frame and nothing else is queued, let the tasks that are ready in that
-turn of the loop run first (one `sleep(0)`, microseconds), then take every frame that is waiting
+iteration of the loop run first (one `sleep(0)`, microseconds), then take every frame that is waiting
 and write them as one buffer (up to a frame that closes the connection). Whoever waits for one
 of them (a drain future) is woken once the joined buffer has been handed to the socket and
 drained, as before for their own frame. Frame order is unchanged, and nothing waits for a frame
@@ -14,7 +14,7 @@ that is not yet queued: an idle connection still writes each frame at once.
 It replaces `aiormq.connection.FrameGenerator`, the iterator the writer reads (aiormq 7.2). The
 writer itself, its drains, closing and cancellation stay aiormq's own.
 `tests/unit/test_amqp_writer.py` pins the behaviour and fails if aiormq stops reading frames
-through that name. Measured: docs/benchmarks.md, "One write per turn".
+through that name. Measured: docs/benchmarks.md, "One write per loop iteration".
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class CoalescingFrameGenerator(_ORIGINAL):
         if frame.should_close:
             return frame
         if queue.empty():
-            # Let the tasks that are ready in this turn of the loop queue their frames first.
+            # Let the tasks that are ready in this iteration of the loop queue their frames first.
             # Cancelled here, the writer is closing the connection: this frame is dropped with
             # the rest of the queue, and its publisher's confirm fails as theirs do.
             await asyncio.sleep(0)

@@ -202,9 +202,9 @@ class RawLink:
     ) -> None:
         """Publish and wait for the broker's confirm, without waiting for the frame to be
         written (aiormq's `wait=False`): the channel's lock is released as soon as the frame is
-        queued, so the events of every answer published in one event-loop turn leave in one
-        socket write (`chat_runtime.amqp_writer`) instead of one write, and one loop turn,
-        each. Not mandatory: a token for a session nobody follows any more is dropped."""
+        queued, so the events of every answer published in one iteration of the event loop leave in
+        one socket write (`chat_runtime.amqp_writer`) instead of one write, and one loop
+        iteration, each. Not mandatory: a token for a session nobody follows any more is dropped."""
         channel = self._publish_channel
         assert channel is not None, "the link is not started"
         if channel.is_closed:

@@ -3,7 +3,7 @@
 Handlers set the correlation id of the message they work on with `bind_correlation_id`; every
 record logged in that task then carries it, and, when tracing is on, the `trace_id` and
 `span_id` of the current span. Message text, tokens and secrets are never logged; services log
-one line per turn at info level, never one per token.
+one line per question at info level, never one per token.
 """
 
 from __future__ import annotations
@@ -79,6 +79,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    # Per-message access logs would be one line per token; we log one line per turn instead.
+    # Per-message access logs would be one line per token; we log one line per question instead.
     logging.getLogger("faststream.access").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

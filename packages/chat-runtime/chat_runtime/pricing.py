@@ -1,7 +1,7 @@
 """What a call costs, and how much of the budget to hold before making one.
 
 Shared: the LLM worker prices calls, and the history service sizes a budget hold once it knows
-the length of the answer's earlier turns (`StartAnswer`, one round trip before the model call).
+the length of the answer's earlier messages (`StartAnswer`, one round trip before the model call).
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ the W3C `traceparent` and `baggage` headers on the AMQP message; the FastStream 
 and write them with `ChatTelemetryMiddleware` (FastStream's `RabbitTelemetryMiddleware`,
 narrowed as below); the gateway reads them back when it delivers the answer's events.
 
-The baggage carries the turn's ids (`chat.correlation_id`, `chat.session_id`,
+The baggage carries the question's ids (`chat.correlation_id`, `chat.session_id`,
 `chat.message_id`, `chat.reply_message_id`, `chat.org_id`), never text or personal data.
-Wherever a message of the turn is handled they are bound to the task, and
+Wherever a message of the question is handled they are bound to the task, and
 `ChatAttributesProcessor` copies them onto every span started there: so every span of the
 trace carries them, FastStream's own spans included.
 
@@ -53,7 +53,7 @@ __all__ = [
     "inject_headers",
     "span",
     "tracing_enabled",
-    "turn_span",
+    "question_span",
 ]
 
 CHAT_ATTRIBUTE_PREFIX = "chat."
@@ -65,7 +65,7 @@ TRACEPARENT = "traceparent"
 _TRACE = TraceContextTextMapPropagator()
 _BAGGAGE = W3CBaggagePropagator()
 _enabled = False
-# The turn's ids, bound while a message of the turn is handled (see the module docstring).
+# The question's ids, bound while a message of the question is handled (see the module docstring).
 _chat_attributes: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
     "chat_attributes", default=None
 )
@@ -94,7 +94,7 @@ def chat_attributes(
     reply_message_id: object,
     org_id: object,
 ) -> dict[str, str]:
-    """The ids every span of a turn carries."""
+    """The ids every span of a question carries."""
     return {
         "chat.correlation_id": str(correlation_id),
         "chat.session_id": str(session_id),
@@ -105,7 +105,7 @@ def chat_attributes(
 
 
 class ChatAttributesProcessor(SpanProcessor):
-    """Copies the turn's ids bound to the current task onto every span started in it."""
+    """Copies the question's ids bound to the current task onto every span started in it."""
 
     def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
         attributes = _chat_attributes.get()
@@ -140,7 +140,7 @@ def _chat_baggage(headers: Mapping[str, Any]) -> dict[str, str]:
 
 
 def inject_headers(headers: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The current trace context and turn ids as AMQP headers (None when tracing is off)."""
+    """The current trace context and the question's ids as AMQP headers (None when tracing is off)."""
     if not _enabled:
         return headers
     headers = {} if headers is None else headers
@@ -167,12 +167,12 @@ def _bound(attributes: Mapping[str, str] | None) -> Iterator[None]:
 
 
 @contextmanager
-def turn_span(
+def question_span(
     name: str, attributes: Mapping[str, str], kind: SpanKind = SpanKind.SERVER
 ) -> Iterator[Span | None]:
-    """The root span of a turn, with its ids bound for every span started inside.
+    """The root span of a question, with its ids bound for every span started inside.
 
-    A new trace, whatever span is current (a WebSocket lives for many turns, and FastAPI may
+    A new trace, whatever span is current (a WebSocket lives for many questions, and FastAPI may
     have a span open for the whole connection): one user message is one trace.
     """
     if not _enabled:
@@ -254,7 +254,7 @@ class _ChatScope(BaseTelemetryMiddleware[RabbitPublishCommand]):
 
 
 class ChatTelemetryMiddleware(RabbitTelemetryMiddleware):
-    """FastStream's RabbitMQ telemetry, with the turn's ids bound on consume, low-cardinality
+    """FastStream's RabbitMQ telemetry, with the question's ids bound on consume, low-cardinality
     span names and untraced token publishes."""
 
     def __init__(self) -> None:

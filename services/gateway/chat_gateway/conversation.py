@@ -35,7 +35,7 @@ from chat_gateway.hub import Client, SessionHub
 from chat_gateway.settings import GatewaySettings
 from chat_runtime.logs import bind_correlation_id
 from chat_runtime.telemetry import instruments
-from chat_runtime.tracing import chat_attributes, turn_span
+from chat_runtime.tracing import chat_attributes, question_span
 
 log = logging.getLogger("chat_gateway.conversation")
 
@@ -342,7 +342,7 @@ class Conversation:
             reply_message_id=message.reply_message_id,
             org_id=message.user.org_id,
         )
-        with bind_correlation_id(message.correlation_id), turn_span("chat.receive", ids):
+        with bind_correlation_id(message.correlation_id), question_span("chat.receive", ids):
             try:
                 await self.bridge.publish_user_message(message)
             except BackendUnavailable:

@@ -2,11 +2,12 @@
 
 A frame takes the fields it declares from its event (`FRAME_OF`): a field added to an event and
 to its frame reaches the page with no change here. The few frame fields an event does not carry
-are filled in `_filled`.
+are filled by `_FILLED`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 from uuid import UUID
 
@@ -83,23 +84,43 @@ def retrying_text(attempt: int) -> str:
 _ERROR_CODES: Final = frozenset(ErrorCode)
 
 
-def _filled(event: AnySessionEvent) -> dict[str, Any]:
-    """Frame fields the event does not carry as such."""
-    if isinstance(event, RetryingEvent):
-        return {"message": retrying_text(event.attempt)}
-    if isinstance(event, ErrorEvent) and event.code not in _ERROR_CODES:
-        # A code this release does not know (a newer worker's): the client is told it failed.
-        return {"code": ErrorCode.INTERNAL}
-    return {}
+def _retrying(event: Any) -> dict[str, Any]:
+    return {"message": retrying_text(event.attempt)}
+
+
+def _error(event: Any) -> dict[str, Any]:
+    # A code this release does not know (a newer worker's): the client is told it failed.
+    return {} if event.code in _ERROR_CODES else {"code": ErrorCode.INTERNAL}
+
+
+# Frame fields an event does not carry as such.
+_FILLED: Final[dict[type[BaseModel], Callable[[Any], dict[str, Any]]]] = {
+    RetryingEvent: _retrying,
+    ErrorEvent: _error,
+}
+# Per event class: its frame, the fields they share and what fills the rest (worked out once:
+# this runs per token).
+_MAPPING: Final = {
+    event: (
+        frame,
+        tuple(name for name in frame.model_fields if name in event.model_fields),
+        _FILLED.get(event),
+    )
+    for event, frame in FRAME_OF.items()
+}
 
 
 def to_frame(event: AnySessionEvent) -> ServerFrame | None:
     """The frame for an event, or None for events the browser does not see."""
-    frame = FRAME_OF.get(type(event))
-    if frame is None:
+    found = _MAPPING.get(type(event))
+    if found is None:
         return None
-    fields = {name: getattr(event, name) for name in frame.model_fields if hasattr(event, name)}
-    return frame.model_validate(fields | _filled(event))
+    frame, shared, fill = found
+    values = event.__dict__
+    fields = {name: values[name] for name in shared}
+    if fill is not None:
+        fields.update(fill(event))
+    return frame(**fields)
 
 
 def outgoing(event: AnySessionEvent) -> Outgoing | None:

@@ -96,16 +96,9 @@ class Client:
             finished.append((now + FORGET_SECONDS, key))
         return True
 
-    def send(
-        self,
-        data: str,
-        message_id: UUID | None = None,
-        attempt: int = 0,
-        seq: int = 0,
-        *,
-        final: bool = False,
-    ) -> None:
-        self.post(Outgoing(data, message_id, attempt, seq, final=final))
+    def send(self, data: str) -> None:
+        """Queue a frame that is no answer's event (deferred while joining)."""
+        self.post(Outgoing(data))
 
     def post(self, outgoing: Outgoing) -> None:
         """Queue a frame for the socket (deferred while joining; an answer's event only if

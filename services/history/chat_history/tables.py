@@ -38,7 +38,7 @@ sessions = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("end_reason", Text),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    # The answer holding the session's turn (issue 8: one answer streams at a time) and since
+    # The answer holding the session's turn (one answer streams at a time) and since
     # when; freed when that answer's final event is persisted.
     Column("active_message_id", UUID(as_uuid=True)),
     Column("active_since", DateTime(timezone=True)),
@@ -140,7 +140,7 @@ budget_holds = Table(
     Index("budget_holds_by_org", "org_id", "created_at"),
 )
 
-# When each hop of a turn happened, keyed by the assistant message (see chat_runtime.timeline).
+# When each hop of a question's path happened, keyed by the assistant message (see chat_runtime.timeline).
 # Written piecemeal by whichever event arrives, in any order; no foreign key for that reason.
 message_timings = Table(
     "message_timings",

@@ -8,7 +8,7 @@ once (no window, no added latency when idle); events that arrive meanwhile wait 
 progress and are then written together, in arrival order, in one transaction.
 
 Lanes (`HISTORY_WRITE_LANES`): a flush waits for a round trip to PostgreSQL per statement (and,
-under load, for its turn on the event loop), so one lane's throughput is bounded by those waits,
+under load, for its place on the event loop), so one lane's throughput is bounded by those waits,
 not by its CPU (docs/benchmarks.md, "History under load"). A session's events always take the
 same lane (by session id): they are written in arrival order, and no two lanes write the same
 rows, so concurrent lanes neither wait for nor deadlock with each other.

@@ -36,7 +36,7 @@ class Generation:
     # The user stopped it / the worker lost the broker (the attempt is abandoned).
     stopped: bool = False
     lost: bool = False
-    # Set by either: whatever the answer waits for (a queued turn) is over.
+    # Set by either: whatever the answer waits for (the session's turn, queued) is over.
     woken: asyncio.Event = field(default_factory=asyncio.Event)
     # Cancels the provider's stream while it runs.
     cancel: Callable[[], object] | None = None

@@ -54,11 +54,11 @@ class LlmWorkerSettings(ServiceSettings):
     # Token publishes in flight at once for the whole worker (0: no limit; each answer still has
     # at most one). Deltas of an answer waiting for a slot are coalesced: docs/benchmarks.md.
     token_publish_window: int = Field(default=0, ge=0)
-    # Earlier turns of the session sent to the model as context.
-    context_turns: int = 20
+    # Earlier messages of the session (questions and answers) sent to the model as context.
+    context_messages: int = Field(default=20, ge=0)
     history_rpc_timeout_seconds: float = 5.0
     model_prices: dict[str, Price] = Field(default_factory=_default_prices)
-    # Issue 8 (docs/decisions/0006-streams-that-survive.md).
+    # Answers that survive (docs/decisions/0006-streams-that-survive.md).
     # How long an answer's events stay replayable after it ended (and a stop for a message this
     # worker does not hold is remembered, in case its request is still queued).
     replay_grace_seconds: float = Field(default=60, gt=0)

@@ -83,7 +83,7 @@ class TurnTaker:
         while True:
             reply = await self._history.start(
                 request,
-                context_limit=settings.context_turns,
+                context_limit=settings.context_messages,
                 interrupt=interrupt,
                 stale_after_seconds=settings.turn_stale_seconds,
                 hold=hold,

@@ -1,6 +1,6 @@
 """chat schema: the session's turn (one answer at a time) and the attempt of each answer
 
-Issue 8 (docs/decisions/0006-streams-that-survive.md):
+docs/decisions/0006-streams-that-survive.md:
 - `sessions.active_message_id` / `active_since`: the answer holding the session's turn
   (`ClaimTurn`), freed when its final event is persisted;
 - `messages.attempt`: which delivery of the work produced the stored final status and text;

@@ -1,6 +1,6 @@
 """chat schema: a budget hold decided in one statement (`chat.hold_budget`)
 
-Issue 7 (docs/decisions/0010-budget-hold-in-one-statement.md). The hold is what
+docs/decisions/0010-budget-hold-in-one-statement.md. The hold is what
 `repository.reserve_budget` did in five round trips (lock the org's budget row, create it with the
 default budget if missing, sum the month's spend and the live holds, insert the hold), as one
 function, so that a caller can run it as a statement of its own: the org's budget row is then

@@ -1,5 +1,6 @@
-"""RabbitMQ and PostgreSQL for tests: testcontainers where a Docker engine answers, otherwise
-the servers named by `AMQP_URL` / `DATABASE_URL` (CI on this machine)."""
+"""RabbitMQ and PostgreSQL for tests and the benchmark: testcontainers where a Docker engine
+answers, otherwise the servers named by `AMQP_URL` / `DATABASE_URL` (CI on this machine); a
+fresh migrated database and a broker prefix of their own for each user of them."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import aio_pika
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from chat_gateway import migrate as gateway_migrate
-from chat_history import migrate as history_migrate
 from chat_contracts.topology import Topology
+from chat_gateway import admin as gateway_admin
+from chat_history import admin as history_admin
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -113,8 +114,8 @@ def fresh_database(server_url: str) -> Iterator[Databases]:
     admin_url = url.render_as_string(hide_password=False)
     app_url = url.set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
     try:
-        gateway_migrate.upgrade(admin_url, APP_ROLE)
-        history_migrate.upgrade(admin_url, APP_ROLE)
+        gateway_admin.upgrade(admin_url, APP_ROLE)
+        history_admin.upgrade(admin_url, APP_ROLE)
         yield Databases(admin_url=admin_url, app_url=app_url)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -130,20 +131,7 @@ async def delete_topology(amqp_url: str, prefix: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        for queue in (
-            topology.orchestrator_inbox,
-            topology.tool_requests,
-            topology.llm_requests,
-            topology.history_events,
-            topology.history_rpc,
-            topology.dead_letter_queue,
-        ):
+        for queue in topology.durable_queues():
             await channel.queue_delete(queue.name)
-        for exchange in (
-            topology.events,
-            topology.work,
-            topology.dead_letters,
-            topology.control,
-            topology.llm_control,
-        ):
+        for exchange in topology.exchanges():
             await channel.exchange_delete(exchange.name)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,3 +108,7 @@ class Stack:
 
     def all_logs(self) -> str:
         return "\n".join(self.logs(name) for name in self.services)
+
+
+# Starts a stack with test settings plus overrides (the `stack_factory` fixture of the tests).
+StackFactory = Callable[..., Stack]

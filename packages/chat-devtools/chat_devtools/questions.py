@@ -1,19 +1,22 @@
-"""Events of one turn, as the services publish them, for tests and benchmarks of history."""
+"""Messages of one question and its answer, as the services publish them, for tests and
+benchmarks."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from uuid import UUID, uuid4
 
 from chat_contracts.base import LlmCall, Usage, UserRef
 from chat_contracts.events import CompleteEvent, RoutedEvent, UserMessage
+from chat_contracts.work import LlmRequest
 
 
 def a_user() -> UserRef:
     return UserRef(user_id=uuid4(), org_id=uuid4(), email="a@example.com", name="A")
 
 
-def a_turn(user: UserRef, session_id: UUID) -> tuple[UserMessage, RoutedEvent, CompleteEvent]:
+def a_question(user: UserRef, session_id: UUID) -> tuple[UserMessage, RoutedEvent, CompleteEvent]:
     correlation_id, question, answer = uuid4(), uuid4(), uuid4()
     message = UserMessage(
         session_id=session_id,
@@ -56,3 +59,29 @@ def a_turn(user: UserRef, session_id: UUID) -> tuple[UserMessage, RoutedEvent, C
         ),
     )
     return message, routed, complete
+
+
+def a_user_message(text: str, user: UserRef | None = None) -> UserMessage:
+    """A user's message in a new session, as the gateway publishes it."""
+    return UserMessage(
+        session_id=uuid4(),
+        correlation_id=uuid4(),
+        message_id=uuid4(),
+        reply_message_id=uuid4(),
+        client_message_id="c",
+        user=user or a_user(),
+        text=text,
+        received_at=time.time(),
+    )
+
+
+def an_llm_request(text: str = "hi", user: UserRef | None = None) -> LlmRequest:
+    """The orchestrator's Tier-2 work for a message in a new session."""
+    return LlmRequest(
+        session_id=uuid4(),
+        correlation_id=uuid4(),
+        message_id=uuid4(),
+        user_message_id=uuid4(),
+        text=text,
+        user=user or a_user(),
+    )

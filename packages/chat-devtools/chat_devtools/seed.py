@@ -1,4 +1,4 @@
-"""Organisations, users and tokens for tests, written through the owning services' modules."""
+"""Organisations, users and tokens, written through the owning services' `admin` modules."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from uuid import uuid4
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chat_gateway import identity
-from chat_gateway.auth import mint_token
-from chat_gateway.passwords import hash_password
-from chat_gateway.settings import GatewaySettings
-from chat_history import repository
 from chat_contracts.base import UserRef
+from chat_gateway import admin as identity
+from chat_gateway.admin import GatewaySettings
+from chat_history import admin as history
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
@@ -37,15 +35,14 @@ async def create_user(
             if org is None:
                 org = f"org-{uuid4().hex[:8]}"
                 org_id = await identity.create_org(conn, org)
-                await repository.set_budget(conn, org_id, budget_usd)
+                await history.set_budget(conn, org_id, budget_usd)
             else:
                 org_id = await identity.org_id_by_name(conn, org)
             email = f"{uuid4().hex[:8]}@example.com"
-            hashed = hash_password(password) if password else None
-            return await identity.create_user(conn, org_id, email, name, hashed)
+            return await identity.create_user(conn, org_id, email, name, password)
     finally:
         await engine.dispose()
 
 
 def token_for(user: UserRef, ttl_seconds: int | None = None) -> str:
-    return mint_token(user, gateway_settings(), ttl_seconds)
+    return identity.mint_token(user, gateway_settings(), ttl_seconds)
