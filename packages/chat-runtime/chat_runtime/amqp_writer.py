@@ -2,13 +2,13 @@
 
 aiormq's connection writer takes one frame (a publish: method, header and body) off the
 connection's write queue at a time and hands it to the socket: one `send` syscall per message,
-and one TCP segment for RabbitMQ to read. When many answers publish in the same iteration of the event loop
-(the worker's token events under load), their frames could leave together. `install()` makes
-the writer, once it has a frame and nothing else is queued, let the tasks that are ready in that
-iteration of the loop run first (one `sleep(0)`, microseconds), then take every frame that is waiting
-and write them as one buffer (up to a frame that closes the connection). Whoever waits for one
-of them (a drain future) is woken once the joined buffer has been handed to the socket and
-drained, as before for their own frame. Frame order is unchanged, and nothing waits for a frame
+and one TCP segment for RabbitMQ to read. When many answers publish in the same iteration of
+the event loop (the worker's token events under load), their frames could leave together.
+`install()` makes the writer, once it has a frame and nothing else is queued, let the tasks that
+are ready in that iteration of the loop run first (one `sleep(0)`, microseconds), then take every
+frame that is waiting and write them as one buffer (up to a frame that closes the connection).
+Whoever waits for one of them (a drain future) is woken once the joined buffer has been handed to
+the socket and drained, as before for their own frame. Frame order is unchanged, and nothing waits for a frame
 that is not yet queued: an idle connection still writes each frame at once.
 
 It replaces `aiormq.connection.FrameGenerator`, the iterator the writer reads (aiormq 7.2). The

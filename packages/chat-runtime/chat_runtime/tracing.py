@@ -51,9 +51,9 @@ __all__ = [
     "current_trace_id",
     "enable_tracing",
     "inject_headers",
+    "question_span",
     "span",
     "tracing_enabled",
-    "question_span",
 ]
 
 CHAT_ATTRIBUTE_PREFIX = "chat."
@@ -140,7 +140,8 @@ def _chat_baggage(headers: Mapping[str, Any]) -> dict[str, str]:
 
 
 def inject_headers(headers: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The current trace context and the question's ids as AMQP headers (None when tracing is off)."""
+    """The current trace context and the question's ids as AMQP headers (None when tracing is
+    off)."""
     if not _enabled:
         return headers
     headers = {} if headers is None else headers

@@ -140,7 +140,8 @@ budget_holds = Table(
     Index("budget_holds_by_org", "org_id", "created_at"),
 )
 
-# When each hop of a question's path happened, keyed by the assistant message (see chat_runtime.timeline).
+# When each hop of a question's path happened, keyed by the assistant message
+# (see chat_runtime.timeline).
 # Written piecemeal by whichever event arrives, in any order; no foreign key for that reason.
 message_timings = Table(
     "message_timings",
