@@ -8,8 +8,8 @@ the event loop (the worker's token events under load), their frames could leave 
 are ready in that iteration of the loop run first (one `sleep(0)`, microseconds), then take every
 frame that is waiting and write them as one buffer (up to a frame that closes the connection).
 Whoever waits for one of them (a drain future) is woken once the joined buffer has been handed to
-the socket and drained, as before for their own frame. Frame order is unchanged, and nothing waits for a frame
-that is not yet queued: an idle connection still writes each frame at once.
+the socket and drained, as before for their own frame. Frame order is unchanged, and nothing
+waits for a frame that is not yet queued: an idle connection still writes each frame at once.
 
 It replaces `aiormq.connection.FrameGenerator`, the iterator the writer reads (aiormq 7.2). The
 writer itself, its drains, closing and cancellation stay aiormq's own.

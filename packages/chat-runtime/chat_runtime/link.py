@@ -5,7 +5,7 @@ One robust connection with three channels:
   can leave without waiting for its frame to be written, `publish_unwaited`);
 - the replica's private queue (exclusive, auto-deleted: gone with the connection), consumed with
   aiormq's consumer directly: aio-pika's wraps each delivery in an IncomingMessage and a second
-  task, 57 instead of 37 µs per message (docs/benchmarks.md);
+  task, half as much again per message (docs/benchmarks.md);
 - request/reply (`chat_runtime.rpc.RpcClient`), any number of questions in flight.
 
 The gateway (`chat_gateway.bridge`) and the LLM worker (`chat_llm_worker.link`) extend it with

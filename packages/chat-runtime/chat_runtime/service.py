@@ -48,8 +48,8 @@ def create_broker(settings: ServiceSettings, service: str) -> RabbitBroker:
         graceful_timeout=settings.shutdown_grace_seconds,
         logger=logging.getLogger(service),
         # FastStream's "Received"/"Processed" lines, two per message: at DEBUG (LOG_LEVEL=DEBUG
-        # shows them). At INFO they were ~6% of a consumer's CPU under load (py-spy); each
-        # handler logs what it did with the message's correlation id anyway.
+        # shows them). At INFO they were a measurable share of a consumer's CPU under load
+        # (docs/benchmarks.md); each handler logs what it did with the message's correlation id.
         log_level=logging.DEBUG,
         middlewares=middlewares,
     )
@@ -101,9 +101,9 @@ async def freeze_startup_heap() -> None:
     """Take what starting the service allocated (modules, pydantic schemas, SDK and SQLAlchemy
     objects: most of the heap, and alive for good) out of the cyclic garbage collector's sight.
 
-    Every full (generation 2) collection walked all of it: pauses of 90-160 ms in the LLM worker
-    and the gateway at 25 sessions, every few seconds, each one a stall of every stream the
-    process carries (the token lag's p99). `gc.freeze()` moves them to a permanent generation
+    Every full (generation 2) collection walked all of it: pauses of tens of milliseconds in the
+    LLM worker and the gateway under load, every few seconds, each one a stall of every stream
+    the process carries (the token lag's p99). `gc.freeze()` moves them to a permanent generation
     that collections skip (docs/benchmarks.md).
     """
     gc.collect()

@@ -84,7 +84,7 @@ def run() -> None:
         port=settings.gateway_port,
         log_config=None,
         ws_max_size=settings.max_frame_bytes,
-        # Compression costs ~45% more CPU per frame and doubles memory per socket (FACTS.md).
+        # Compression costs much more CPU per frame and memory per socket (docs/benchmarks.md).
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )

@@ -70,7 +70,7 @@ async def org_transaction(engine: AsyncEngine, org_id: UUID) -> AsyncIterator[As
 
 
 # Built once: building `select(func.set_config(...))` and its cache key on every call cost
-# 401-445 µs of CPU per call, 264-284 µs with this (one set_org per transaction).
+# more CPU than running it (one set_org per transaction; docs/benchmarks.md).
 _SET_ORG = text("SELECT set_config('app.org_id', :org_id, true)")
 
 
@@ -103,8 +103,8 @@ async def driver_transaction(
     """A transaction begun and committed on the asyncpg connection itself, for statements run
     with `execute`, `fetch_row`, `fetch_rows` and `fetch_value` alone (the event writer's, and
     `StartAnswer`'s claim). SQLAlchemy's own BEGIN (through its first statement), `set_org` and
-    COMMIT cost ~3x the CPU of the statements that write an event (`python -m
-    bench.history_write_cost`); here they are three short round trips. The org is `org_id` if
+    COMMIT cost several times the CPU of the statements that write an event (`python -m
+    bench.probes.history_write_cost`, docs/benchmarks.md); here they are three short round trips. The org is `org_id` if
     given, or set (and switched) with `set_org_here`. A SQLAlchemy statement run inside would
     begin a transaction of its own: that raises, and everything is rolled back."""
     async with _on_driver(engine) as (conn, driver), driver.transaction():
@@ -137,8 +137,9 @@ async def _driver(conn: AsyncConnection) -> Any:
 
 
 # The writes of session events run on the driver connection with hand-written SQL: through
-# SQLAlchemy Core each statement cost ~4x the CPU (building the statement, its cache key, the
-# greenlet hop and the DBAPI emulation), most of history's CPU under load (docs/benchmarks.md).
+# SQLAlchemy Core each statement cost several times the CPU (building the statement, its cache
+# key, the greenlet hop and the DBAPI emulation), most of history's CPU under load
+# (docs/benchmarks.md).
 async def execute(conn: AsyncConnection, sql: str, *args: Any) -> None:
     """Run `sql` with `args` ($1, $2, ...) in `conn`'s transaction."""
     await (await _driver(conn)).execute(sql, *args)
