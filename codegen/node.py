@@ -16,14 +16,16 @@ class NodeToolMissing(RuntimeError):
     """A Node tool the generator needs is not installed (its `make` target installs it)."""
 
 
-def run_node(script: Path, args: Sequence[str], *, install: str, stdin: str = "") -> str:
-    """Run `node script args…` and return what it printed; `install` is the command that
-    installs the script's package (said when it is missing)."""
+def run_node(
+    script: Path, args: Sequence[str], *, needs: Path, install: str, stdin: str = ""
+) -> str:
+    """Run `node script args…` and return what it printed. `needs` is a file that exists once
+    the script's packages are installed, and `install` the command that installs them."""
     node = shutil.which("node")
     if node is None:
         raise NodeToolMissing(f"`node` is not on the PATH: install Node.js, then run `{install}`")
-    if not script.is_file():
-        raise NodeToolMissing(f"{script} is not installed: run `{install}`")
+    if not needs.is_file():
+        raise NodeToolMissing(f"{needs} is missing: run `{install}` to install it")
     done = subprocess.run(  # noqa: S603 (our own script and arguments, no shell)
         [node, str(script), *args],
         input=stdin,

@@ -11,7 +11,6 @@ REPO: Final = Path(__file__).resolve().parent.parent
 PROTOCOL_TS: Final = Path("web/src/generated/protocol.ts")
 ASYNCAPI_YAML: Final = Path("docs/asyncapi.yaml")
 ASYNCAPI_MD: Final = Path("docs/asyncapi.md")
-GENERATED: Final = (PROTOCOL_TS, ASYNCAPI_YAML, ASYNCAPI_MD)
 
 # The page's devDependency json-schema-to-typescript (installed by `make web`) and the AsyncAPI
 # renderer of tools/asyncapi (installed by `make tools`).

@@ -102,36 +102,55 @@ def _require_every_field_sent(defs: JsonSchema) -> None:
         pending.extend(_refs(schema))
 
 
-def broker_schemas(models: Sequence[type[BaseModel]]) -> tuple[dict[str, str], JsonSchema]:
-    """Each model's name among the schemas, and every schema (models and what they use),
-    referring to each other as `#/components/schemas/<name>`."""
+def broker_schemas(models: Sequence[type[BaseModel]]) -> JsonSchema:
+    """Every model's schema, and the schemas they use, by name; they refer to each other as
+    `#/components/schemas/<name>`."""
     keyed, definitions = models_json_schema(
         [(model, "validation") for model in models],
         ref_template=COMPONENTS_REF,
         schema_generator=_UntitledFields,
     )
-    names = {
-        model.__name__: schema["$ref"].rsplit("/", 1)[-1]
-        for (model, _mode), schema in keyed.items()
-    }
-    schemas: JsonSchema = {
-        name: _asyncapi_schema(schema) for name, schema in definitions["$defs"].items()
-    }
-    return names, schemas
+    for (model, _mode), schema in keyed.items():
+        # Two models of one name would be renamed by pydantic; the document names each message
+        # after its class, so that would need a decision first.
+        if schema["$ref"] != COMPONENTS_REF.format(model=model.__name__):
+            raise ValueError(f"{model.__name__} is named {schema['$ref']} among the schemas")
+    return {name: _asyncapi_schema(schema) for name, schema in definitions["$defs"].items()}
 
 
 def _asyncapi_schema(node: Any) -> Any:
     """A pydantic schema as an AsyncAPI Schema Object (JSON Schema draft 07 and a few words).
 
-    Pydantic writes OpenAPI's `discriminator` object on tagged unions; AsyncAPI's
-    `discriminator` is a property name with another meaning (inheritance). The `oneOf` of
-    `const` tags says it all already, so the mapping is kept as an extension for readers.
+    - Pydantic writes OpenAPI's `discriminator` object on tagged unions; AsyncAPI's
+      `discriminator` is a property name with another meaning (inheritance). The `oneOf` of
+      `const` tags says it all already, so the mapping is kept as an extension for readers.
+    - `X | None` (`anyOf: [X, {type: null}]`) becomes `type: [X's type, "null"]` where that
+      means the same (X is a plain type, no `enum`, `const` or `$ref`): the rendered document
+      then reads "string | null" instead of two anyOf rows.
     """
-    if isinstance(node, dict):
-        return {
-            ("x-discriminator" if key == "discriminator" else key): _asyncapi_schema(value)
-            for key, value in node.items()
-        }
     if isinstance(node, list):
         return [_asyncapi_schema(item) for item in node]
-    return node
+    if not isinstance(node, dict):
+        return node
+    converted = {
+        ("x-discriminator" if key == "discriminator" else key): _asyncapi_schema(value)
+        for key, value in node.items()
+    }
+    return _nullable_as_type(converted)
+
+
+_NULL: Final = {"type": "null"}
+_NOT_MERGEABLE: Final = frozenset({"$ref", "enum", "const", "anyOf", "oneOf", "allOf"})
+
+
+def _nullable_as_type(schema: JsonSchema) -> JsonSchema:
+    options = schema.get("anyOf")
+    if not isinstance(options, list) or len(options) != 2 or _NULL not in options:
+        return schema
+    other = options[1] if options[0] == _NULL else options[0]
+    if not isinstance(other.get("type"), str) or _NOT_MERGEABLE & set(other):
+        return schema
+    if set(other) & (set(schema) - {"anyOf"}):
+        return schema
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**other, **rest, "type": [other["type"], "null"]}

@@ -48,6 +48,7 @@ def protocol_module() -> str:
     types = run_node(
         JSON2TS,
         JSON2TS_OPTIONS,
+        needs=JSON2TS,
         install="make web",
         stdin=json.dumps(_json_objects_named(schema)),
     )
