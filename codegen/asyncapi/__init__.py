@@ -2,6 +2,8 @@
 
 - `broker`: what the document says, derived from the topology (destinations, what reaches each
   queue, reply queues, dead letters);
-- `document`: the document itself (channels, operations, messages, schemas);
+- `words`: how names, docstrings and queues read in it;
+- `channels`, `operations`: its channels (exchanges and keys, queues, replies) and operations;
+- `document`: the whole document (info, servers, messages, schemas);
 - `yaml_text`: the document as stable YAML.
 """
