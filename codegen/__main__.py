@@ -22,12 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        written = generate(args.root)
+        changed = generate(args.root)
     except NodeToolMissing as missing:
         print(f"codegen: {missing}", file=sys.stderr)
         return 2
-    for path in written:
-        print(f"wrote {path}")
+    for path, was_changed in changed.items():
+        print(f"wrote {path}" if was_changed else f"{path} is up to date")
     return 0
 
 

@@ -27,11 +27,14 @@ def generated_files() -> dict[Path, str]:
     }
 
 
-def generate(root: Path) -> list[Path]:
-    """Write every generated file under `root`; the paths written, relative to it."""
-    files = generated_files()
-    for path, text in files.items():
+def generate(root: Path) -> dict[Path, bool]:
+    """Write every generated file under `root`: each path, and whether its file changed. An
+    unchanged file is left alone, so that its date does not make `make web` rebuild the page."""
+    changed: dict[Path, bool] = {}
+    for path, text in generated_files().items():
         target = root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    return list(files)
+        changed[path] = not target.exists() or target.read_text(encoding="utf-8") != text
+        if changed[path]:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    return changed

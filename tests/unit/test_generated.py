@@ -30,6 +30,7 @@ def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path | str:
     except NodeToolMissing as missing:
         return f"cannot regenerate to compare with the committed files: {missing}"
     assert sorted(written) == sorted(GENERATED)
+    assert all(written.values()), "a fresh folder has every file written"
     return root
 
 
