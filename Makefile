@@ -8,11 +8,13 @@ export DATABASE_URL ?= postgresql+asyncpg://agentchat_app@127.0.0.1:5432/agentch
 export DATABASE_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat
 export GATEWAY_PORT ?= 8000
 
-.PHONY: help run test lint deps web check-infra db bench chaos
+.PHONY: help run test lint deps web tools check-infra db bench chaos generate
 
 help:
 	@echo "make run   - install what is missing, prepare the database, start the five services"
 	@echo "make test  - lint, type-check and run the whole test suite"
+	@echo "make generate - regenerate what is generated from chat_contracts: the page's protocol"
+	@echo "             types (web/src/generated/) and the broker's AsyncAPI document (docs/asyncapi.*)"
 	@echo "make bench - the benchmark: the five services vs the minimal relay (a few minutes;"
 	@echo "             BENCH_ARGS=\"--levels 10,100 --repeats 1\" to change it, see docs/benchmarks.md)"
 	@echo "make chaos - the full fault-injection run: more sessions, history down 30 s (root, for"
@@ -27,10 +29,17 @@ deps: $(UV)
 
 web:
 	@if [ -f web/package.json ]; then \
-		if [ ! -f web/dist/index.html ] || [ -n "$$(find web/src web/index.html web/login.html web/package.json web/package-lock.json web/vite.config.ts -newer web/dist/index.html 2>/dev/null | head -1)" ]; then \
+		if [ ! -d web/node_modules ] || [ ! -f web/dist/index.html ] || [ -n "$$(find web/src web/index.html web/login.html web/package.json web/package-lock.json web/vite.config.ts -newer web/dist/index.html 2>/dev/null | head -1)" ]; then \
 			echo "building the chat page (web/)"; \
 			(cd web && npm ci --no-audit --no-fund && npm run build); \
 		fi; \
+	fi
+
+# The AsyncAPI renderer `make generate` uses (and the test that checks its output).
+tools:
+	@if [ ! -f tools/asyncapi/node_modules/.package-lock.json ] || [ tools/asyncapi/package-lock.json -nt tools/asyncapi/node_modules/.package-lock.json ]; then \
+		echo "installing the AsyncAPI renderer (tools/asyncapi/)"; \
+		(cd tools/asyncapi && npm ci --no-audit --no-fund); \
 	fi
 
 check-infra: deps
@@ -48,11 +57,15 @@ run: deps web db
 lint: deps
 	$(UV) run ruff format --check .
 	$(UV) run ruff check .
-	$(UV) run mypy services packages bench
+	$(UV) run mypy services packages bench codegen
 	$(UV) run lint-imports
 
-test: deps web lint
+test: deps web tools lint
 	$(UV) run pytest
+
+# Everything generated from chat_contracts (tests/unit/test_generated.py fails when it is stale).
+generate: deps web tools
+	$(UV) run python -m codegen
 
 # Writes bench/results/latest.json and latest.png; the README shows the latest plot.
 bench: check-infra

@@ -452,7 +452,7 @@ export class ChatController {
       if (this.finished.has(frame.message_id)) return;
       const answer = this.answerFor(frame.message_id);
       if ((frame.attempt ?? answer.attempt) < answer.attempt) return;
-      if (frame.code === ErrorCode.busy) return this.onBusy(answer, frame);
+      if (frame.code === ErrorCode.BUSY) return this.onBusy(answer, frame);
       const question = answer.question;
       answer.bubble.fail(
         {
@@ -471,7 +471,7 @@ export class ChatController {
     }
     if (frame.client_message_id) {
       const item = this.outbox.get(frame.client_message_id);
-      if (frame.code === ErrorCode.busy && item !== undefined) {
+      if (frame.code === ErrorCode.BUSY && item !== undefined) {
         this.outbox.forget(frame.client_message_id);
         this.notTaken(item.text, this.userBubbles.get(frame.client_message_id) ?? null, frame.message);
         this.userBubbles.delete(frame.client_message_id);
@@ -484,7 +484,7 @@ export class ChatController {
       announceError(`Your message was not sent: ${frame.message}`);
       return;
     }
-    if (frame.code === ErrorCode.forbidden) {
+    if (frame.code === ErrorCode.FORBIDDEN) {
       // The remembered session is not this user's (or is gone): start a new one.
       this.sessionId = null;
       storeSessionId(null);

@@ -78,7 +78,7 @@ export class ChatSocket {
     this.stopped = true;
     window.clearTimeout(this.retryTimer);
     this.stopKeepAlive();
-    this.ws?.close(CloseCode.normal);
+    this.ws?.close(CloseCode.NORMAL);
     this.ws = null;
   }
 
@@ -102,7 +102,7 @@ export class ChatSocket {
     window.clearTimeout(this.retryTimer);
     const previous = this.ws;
     this.ws = null;
-    previous?.close(CloseCode.normal);
+    previous?.close(CloseCode.NORMAL);
     this.handlers.state({ kind: "connecting" });
     const ws = new WebSocket(this.options.url);
     let opened = false;
@@ -131,7 +131,7 @@ export class ChatSocket {
 
   private async afterClose(code: number, opened: boolean): Promise<void> {
     if (this.stopped) return;
-    const signedOut = code === CloseCode.signedOut || (!opened && !(await this.stillSignedIn()));
+    const signedOut = code === CloseCode.SIGNED_OUT || (!opened && !(await this.stillSignedIn()));
     // While the sign-in check was under way, "Reconnect now" or the browser going online may
     // have started the next connection (or the page stopped): that one owns the state now, and
     // scheduling another would leave two sockets joined to the session.
@@ -144,7 +144,7 @@ export class ChatSocket {
     this.handlers.closed(closeReason(code));
     // A restarting server (1012) has a replacement ready: the first retry goes at once.
     const delay =
-      code === CloseCode.restarting && this.attempt === 0
+      code === CloseCode.SERVICE_RESTART && this.attempt === 0
         ? Math.round(Math.random() * RESTART_SPREAD_MS)
         : backoffDelay(this.attempt, this.baseDelayMs, this.maxDelayMs);
     this.attempt += 1;
@@ -195,15 +195,15 @@ export class ChatSocket {
 
 function closeReason(code: number): string {
   switch (code) {
-    case CloseCode.tooLarge:
+    case CloseCode.TOO_LARGE:
       return "Your last message was too large to send.";
-    case CloseCode.restarting:
+    case CloseCode.SERVICE_RESTART:
       return "The chat server is restarting.";
-    case CloseCode.tryAgainLater:
+    case CloseCode.TOO_SLOW:
       return "The connection was too slow to keep up.";
-    case CloseCode.tooManySockets:
+    case CloseCode.TOO_MANY_SOCKETS:
       return "Too many chat tabs are open: close one.";
-    case CloseCode.clientSilent:
+    case CloseCode.SILENT:
       return "The connection was idle for too long.";
     case CLIENT_TIMEOUT:
       return "The chat server stopped answering.";

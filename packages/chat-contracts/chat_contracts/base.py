@@ -42,7 +42,8 @@ class UserRef(BaseModel):
 
 
 class Usage(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Every field is serialized, defaults included (the page's generated types say so).
+    model_config = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
 
     input_tokens: int = 0
     output_tokens: int = 0

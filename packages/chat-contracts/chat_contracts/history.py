@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from chat_contracts.base import Contract, MessageStatus
 
@@ -25,6 +25,9 @@ class HistoryToolCall(BaseModel):
 
 class HistoryMessage(BaseModel):
     """A message as the history service serves it back."""
+
+    # Every field is serialized, defaults included (the page's generated types say so).
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
     message_id: UUID
     role: Literal["user", "assistant"]
