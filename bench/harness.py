@@ -187,7 +187,7 @@ def run_level(system: System, sessions: int, config: BenchConfig, seed: int) -> 
 def _start_profilers(
     config: BenchConfig, system: str, sessions: int, repeat: int, pids: dict[str, int]
 ) -> list[subprocess.Popen[bytes]]:
-    """py-spy on each process for the window (collapsed stacks; see bench/profile_top.py)."""
+    """py-spy on each process for the window (collapsed stacks; see bench/probes/profile_top.py)."""
     if config.profile_dir is None:
         return []
     config.profile_dir.mkdir(parents=True, exist_ok=True)

@@ -104,9 +104,10 @@ async def driver_transaction(
     with `execute`, `fetch_row`, `fetch_rows` and `fetch_value` alone (the event writer's, and
     `StartAnswer`'s claim). SQLAlchemy's own BEGIN (through its first statement), `set_org` and
     COMMIT cost several times the CPU of the statements that write an event (`python -m
-    bench.probes.history_write_cost`, docs/benchmarks.md); here they are three short round trips. The org is `org_id` if
-    given, or set (and switched) with `set_org_here`. A SQLAlchemy statement run inside would
-    begin a transaction of its own: that raises, and everything is rolled back."""
+    bench.probes.history_write_cost`, docs/benchmarks.md); here they are three short round
+    trips. The org is `org_id` if given, or set (and switched) with `set_org_here`. A SQLAlchemy
+    statement run inside would begin a transaction of its own: that raises, and everything is
+    rolled back."""
     async with _on_driver(engine) as (conn, driver), driver.transaction():
         if org_id is not None:
             await set_org_here(conn, org_id)

@@ -5,7 +5,7 @@ AMQP_URL and DATABASE_ADMIN_URL / DATABASE_URL like the tests), opens N sockets,
 its own session, sends SIGTERM, and reports: how many sockets got close code 1012, the time from
 SIGTERM to the first and the last close, and to the process's exit.
 
-    uv run python -m bench.gateway_stop --sockets 200 --runs 3
+    uv run python -m bench.probes.gateway_stop --sockets 200 --runs 3
 """
 
 from __future__ import annotations

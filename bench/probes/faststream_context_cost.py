@@ -1,9 +1,9 @@
 """CPU per message of a FastStream subscriber: the injected `msg: RabbitMessage` parameter against
 the message handed over by a decoder (`chat_runtime.work.raw_message`).
 
-`python -m bench.faststream_context_cost`: fills a queue with N messages, then consumes them with
-manual acks (each way, alternating, 3 rounds) and prints this process's CPU per message and the
-wall time. Needs RabbitMQ (`AMQP_URL`, default the local broker).
+`python -m bench.probes.faststream_context_cost`: fills a queue with N messages, then consumes
+them with manual acks (each way, alternating, 3 rounds) and prints this process's CPU per
+message and the wall time. Needs RabbitMQ (`AMQP_URL`, default the local broker).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """CPU cost of publishing one token event, FastStream vs raw aio-pika (the worker's hot path).
 
-    python -m bench.publish_cost [--messages 20000] [--streams 50]
+    python -m bench.probes.publish_cost [--messages 20000] [--streams 50]
 
 `streams` concurrent publishers each publish their share one after the other, waiting for the
 broker's confirm as the worker does. Prints CPU microseconds per message in this process,

@@ -1,4 +1,4 @@
-"""CPU per `StartAnswer` in the history service (`python -m bench.start_answer_cost`).
+"""CPU per `StartAnswer` in the history service (`python -m bench.probes.start_answer_cost`).
 
 Asks history's own `AnswerStarts.start` (chat_history/answers.py) for the turn of 200 sessions
 of one org, once where the turn is free ("claimed": the claim, the earlier messages and the hold,

@@ -1,4 +1,4 @@
-"""CPU per event of the history service's writes (`python -m bench.history_write_cost`).
+"""CPU per event of the history service's writes (`python -m bench.probes.history_write_cost`).
 
 Writes N turns' worth of events (user message, routed, progress, complete, delivered) through
 the service's own code (`chat_history.persisting.persist_event`) three ways: a transaction per

@@ -1,6 +1,6 @@
 """CPU cost of consuming one token event in the gateway, and of turning it into a frame.
 
-    python -m bench.consume_cost [--messages 20000]
+    python -m bench.probes.consume_cost [--messages 20000]
 
 Fills a queue, then consumes it (`no_ack`, as the gateway does) in several ways and prints CPU
 microseconds per message in this process: aio-pika's callback consumer, aiormq's consumer

@@ -1,6 +1,6 @@
 """The broker's part of one hop, on an idle box: publish → delivery, and publish → confirm.
 
-    python -m bench.broker_hop [--messages 300]
+    python -m bench.probes.broker_hop [--messages 300]
 
 One message at a time (the next after the previous one arrived, 5 ms apart), a 200-byte body,
 aio-pika on both ends in this process, for the three kinds of queue the services use: a

@@ -1,11 +1,12 @@
 """What OpenTelemetry costs on the message path: the five services with tracing off, then on.
 
-    uv run python -m bench.telemetry_overhead [--clients 8] [--turns 5] [--rounds 3] [--profile]
+    uv run python -m bench.probes.telemetry_overhead [--clients 8] [--questions 5] [--rounds 3]
+        [--profile]
 
 Each round starts two stacks side by side (OTel off: no OTLP endpoint; OTel on: exporting
 every span and metric to a local OTLP receiver) and loads both at the same time with the same
 Tier-2 traffic, so that whatever else runs on the machine weighs on both alike: `--clients`
-sockets per stack each asking `--turns` questions, the scripted model answering ~160 tokens at
+sockets per stack each asking `--questions` questions, the scripted model answering ~160 tokens at
 1000 tokens/s. It reads each service's CPU time (user + system, /proc) before and after and
 prints CPU per token and per turn and the time to first token seen by the clients (medians of
 the rounds). `--profile` also samples the OTel-on stack with py-spy (fetched by `uvx`) and
@@ -131,7 +132,7 @@ async def prepare(running: Stack, database_url: str, clients: int) -> list[ChatC
     return sockets
 
 
-async def measure(running: Stack, sockets: list[ChatClient], turns: int) -> dict[str, float]:
+async def measure(running: Stack, sockets: list[ChatClient], questions: int) -> dict[str, float]:
     pids = {name: running.processes[name].pid for name in SERVICES}
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     ttfts: list[float] = []
@@ -139,7 +140,7 @@ async def measure(running: Stack, sockets: list[ChatClient], turns: int) -> dict
 
     async def converse(socket: ChatClient) -> None:
         nonlocal tokens
-        for index in range(turns):
+        for index in range(questions):
             sent = time.perf_counter()
             accepted = await socket.send(f"question {index}: summarise what Finnest does")
             first = None
@@ -166,7 +167,9 @@ async def measure(running: Stack, sockets: list[ChatClient], turns: int) -> dict
     for name in SERVICES:
         result[f"{name}_us_per_token"] = (after[name] - before[name]) / tokens * 1e6
     result["all_us_per_token"] = sum(result[f"{n}_us_per_token"] for n in SERVICES)
-    result["all_ms_per_turn"] = result["all_us_per_token"] * tokens / (len(sockets) * turns) / 1000
+    result["all_ms_per_question"] = (
+        result["all_us_per_token"] * tokens / (len(sockets) * questions) / 1000
+    )
     ordered = sorted(ttfts)
     result["ttft_p50_ms"] = statistics.median(ordered)
     result["ttft_p95_ms"] = ordered[int(0.95 * (len(ordered) - 1))]
@@ -228,7 +231,7 @@ def profiling(running: Stack, seconds: int) -> Iterator[dict[str, Path]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--questions", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="py-spy the OTel-on stack")
     parser.add_argument(
@@ -260,8 +263,8 @@ def main() -> None:
                     # Both stacks under the same load at the same time: same noise.
                     return list(
                         await asyncio.gather(
-                            measure(off, off_sockets, args.turns),
-                            measure(on, on_sockets, args.turns),
+                            measure(off, off_sockets, args.questions),
+                            measure(on, on_sockets, args.questions),
                         )
                     )
 
@@ -281,9 +284,9 @@ def main() -> None:
             )
         spans = len(receiver.snapshot())
     keys = [f"{name}_us_per_token" for name in SERVICES]
-    keys += ["all_us_per_token", "all_ms_per_turn", "ttft_p50_ms", "ttft_p95_ms", "wall_s"]
+    keys += ["all_us_per_token", "all_ms_per_question", "ttft_p50_ms", "ttft_p95_ms", "wall_s"]
     print(
-        f"\nmedians of {args.rounds} rounds, {args.clients} clients x {args.turns} turns per stack,"
+        f"\nmedians of {args.rounds} rounds, {args.clients} clients x {args.questions} questions per stack,"
         " both stacks loaded at once:"
     )
     print(f"{'':28}{'OTel off':>10}{'OTel on':>10}{'on/off':>8}")

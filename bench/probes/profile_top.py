@@ -1,6 +1,6 @@
 """Summarise py-spy's collapsed stacks: where a process spends its samples.
 
-    python -m bench.profile_top PROFILE.txt [--top 25]
+    python -m bench.probes.profile_top PROFILE.txt [--top 25]
 
 Prints the functions with the most samples on top of the stack ("self"), and the ones present in
 the most stacks ("total"), as shares of all samples.
