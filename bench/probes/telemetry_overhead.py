@@ -286,8 +286,8 @@ def main() -> None:
     keys = [f"{name}_us_per_token" for name in SERVICES]
     keys += ["all_us_per_token", "all_ms_per_question", "ttft_p50_ms", "ttft_p95_ms", "wall_s"]
     print(
-        f"\nmedians of {args.rounds} rounds, {args.clients} clients x {args.questions} questions per stack,"
-        " both stacks loaded at once:"
+        f"\nmedians of {args.rounds} rounds, {args.clients} clients x {args.questions} questions"
+        " per stack, both stacks loaded at once:"
     )
     print(f"{'':28}{'OTel off':>10}{'OTel on':>10}{'on/off':>8}")
     for key in keys:
