@@ -4,40 +4,16 @@ out, a silent client is closed."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any, cast
 from uuid import UUID, uuid4
 
 import pytest
-from starlette.websockets import WebSocket
 
-from chat_contracts.base import UserRef
 from chat_contracts.codes import CloseCode
 from chat_gateway import hub as hub_module
 from chat_gateway.frames import Outgoing
 from chat_gateway.hub import MAX_TRACKED, Client, SessionHub
-
-
-class RecordingSocket:
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    async def send_text(self, data: str) -> None:
-        self.sent.append(data)
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.sent.append(("close", code, reason))
-
-
-def client_on(socket: RecordingSocket, queue_size: int = 100) -> Client:
-    user = UserRef(user_id=uuid4(), org_id=uuid4(), email="a@example.com", name="Ada")
-    return Client(cast(WebSocket, socket), user, queue_size=queue_size)
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
+from tests.support.sockets import RecordingSocket, client_on, settle
 
 
 def event(message_id: UUID, attempt: int, seq: int, *, final: bool = False) -> Outgoing:
