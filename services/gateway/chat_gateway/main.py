@@ -21,6 +21,7 @@ from chat_gateway.auth import TokenVerifier
 from chat_gateway.bridge import BrokerBridge
 from chat_gateway.drain import CLOSE_SERVICE_RESTART, Drain, DrainingServer
 from chat_gateway.frames import outgoing
+from chat_gateway.headers import SecurityHeaders
 from chat_gateway.hub import CLOSE_SIGNED_OUT, SessionHub
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.telemetry import Deliveries, watch_sockets
@@ -120,6 +121,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.access = AccessControl(TokenVerifier(settings), engine)
     app.state.drain = Drain()
+    app.add_middleware(SecurityHeaders, app_env=settings.app_env)
     app.include_router(handlers.router)
     app.include_router(api.router)
     assets = settings.web_dist_dir / "assets"
