@@ -8,11 +8,12 @@ export DATABASE_URL ?= postgresql+asyncpg://agentchat_app@127.0.0.1:5432/agentch
 export DATABASE_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat
 export GATEWAY_PORT ?= 8000
 
-.PHONY: help run test lint deps web check-infra db bench chaos
+.PHONY: help run test lint audit deps web check-infra db bench chaos
 
 help:
 	@echo "make run   - install what is missing, prepare the database, start the five services"
-	@echo "make test  - lint, type-check and run the whole test suite"
+	@echo "make test  - lint, type-check, audit the dependencies and run the whole test suite"
+	@echo "make audit - known vulnerabilities in uv.lock and web/package-lock.json (docs/security.md)"
 	@echo "make bench - the benchmark: the five services vs the minimal relay (a few minutes;"
 	@echo "             BENCH_ARGS=\"--levels 10,100 --repeats 1\" to change it, see docs/benchmarks.md)"
 	@echo "make chaos - the full fault-injection run: more sessions, history down 30 s (root, for"
@@ -48,10 +49,15 @@ run: deps web db
 lint: deps
 	$(UV) run ruff format --check .
 	$(UV) run ruff check .
-	$(UV) run mypy services packages bench
+	$(UV) run mypy services packages bench .ci/audit.py
 	$(UV) run lint-imports
+	$(UV) run bandit -c pyproject.toml -r services packages -q
 
-test: deps web lint
+# A known vulnerability in a locked package fails; an unreachable vulnerability service only warns.
+audit: deps
+	UV=$(UV) $(UV) run python .ci/audit.py
+
+test: deps web lint audit
 	$(UV) run pytest
 
 # Writes bench/results/latest.json and latest.png; the README shows the latest plot.
