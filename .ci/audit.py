@@ -89,7 +89,7 @@ def python_outcome(report: dict[str, Any]) -> Outcome:
                     package=name,
                     version=dependency["version"],
                     advisory=vuln["id"],
-                    aliases=list(vuln.get("aliases", [])),
+                    aliases=sorted(vuln.get("aliases", [])),  # pip-audit's order varies
                     fixed_in=list(vuln.get("fix_versions", [])),
                     summary=" ".join(str(vuln.get("description") or "").split()),
                 )
