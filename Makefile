@@ -8,13 +8,14 @@ export DATABASE_URL ?= postgresql+asyncpg://agentchat_app@127.0.0.1:5432/agentch
 export DATABASE_ADMIN_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat
 export GATEWAY_PORT ?= 8000
 
-.PHONY: help run test lint deps web tools check-infra db bench chaos generate
+.PHONY: help run test lint audit deps web tools check-infra db bench chaos generate
 
 help:
 	@echo "make run   - install what is missing, prepare the database, start the five services"
-	@echo "make test  - lint, type-check and run the whole test suite"
+	@echo "make test  - lint, type-check, audit the dependencies and run the whole test suite"
 	@echo "make generate - regenerate what is generated from chat_contracts: the page's protocol"
 	@echo "             types (web/src/generated/) and the broker's AsyncAPI document (docs/asyncapi.*)"
+	@echo "make audit - known vulnerabilities in uv.lock and web/package-lock.json (docs/security.md)"
 	@echo "make bench - the benchmark: the five services vs the minimal relay (a few minutes;"
 	@echo "             BENCH_ARGS=\"--levels 10,100 --repeats 1\" to change it, see docs/benchmarks.md)"
 	@echo "make chaos - the full fault-injection run: more sessions, history down 30 s (root, for"
@@ -57,10 +58,15 @@ run: deps web db
 lint: deps
 	$(UV) run ruff format --check .
 	$(UV) run ruff check .
-	$(UV) run mypy services packages bench codegen
+	$(UV) run mypy services packages bench codegen .ci/audit.py
 	$(UV) run lint-imports
+	$(UV) run bandit -c pyproject.toml -r services packages -q
 
-test: deps web tools lint
+# A known vulnerability in a locked package fails; an unreachable vulnerability service only warns.
+audit: deps
+	UV=$(UV) $(UV) run python .ci/audit.py
+
+test: deps web tools lint audit
 	$(UV) run pytest
 
 # Everything generated from chat_contracts (tests/unit/test_generated.py fails when it is stale).

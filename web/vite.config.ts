@@ -2,42 +2,18 @@
 // which is where the gateway serves them from.
 import { resolve } from "node:path";
 import tailwindcss from "@tailwindcss/vite";
-import { defineConfig, type Plugin } from "vite";
+import { defineConfig } from "vite";
 
-// Only our own scripts and styles may run, and the page talks only to its own origin (which
-// includes its WebSocket). A second line of defence behind DOMPurify. Added to built pages only:
-// the dev server injects inline styles.
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'self'",
-].join("; ");
-
-function contentSecurityPolicy(): Plugin {
-  return {
-    name: "content-security-policy",
-    apply: "build",
-    transformIndexHtml: () => [
-      {
-        tag: "meta",
-        attrs: { "http-equiv": "Content-Security-Policy", content: CONTENT_SECURITY_POLICY },
-        injectTo: "head-prepend",
-      },
-    ],
-  };
-}
+// The pages' Content-Security-Policy is a response header of the gateway, defined once in
+// services/gateway/chat_gateway/headers.py, not a <meta> tag here: a meta policy cannot forbid
+// framing (`frame-ancestors`), and two copies would drift. The dev server sends none.
 
 // `npm run dev` serves the page with live reload and forwards the API and the WebSocket to a
 // gateway started by `make run` (GATEWAY_URL to use another).
 const gateway = process.env["GATEWAY_URL"] ?? "http://127.0.0.1:8000";
 
 export default defineConfig({
-  plugins: [tailwindcss(), contentSecurityPolicy()],
+  plugins: [tailwindcss()],
   server: {
     proxy: {
       "/api": gateway,

@@ -160,8 +160,13 @@ async def test_an_llm_answer_streams_into_its_bubble_and_renders_markdown(
     copy = markdown.get_by_role("button", name="Copy code")
     await copy.click()
     await expect(markdown.get_by_role("button", name="Copied")).to_be_visible()
-    clipboard = await chat.page.evaluate("() => navigator.clipboard.readText()")
-    assert clipboard.strip() == 'print("hello from the scripted model")'
+    # Pasted as a user would: the page's Permissions-Policy forbids scripts to read the clipboard.
+    await chat.message_box.focus()
+    await chat.page.keyboard.press("Control+V")
+    await expect(chat.message_box).to_have_value(
+        re.compile(r'^print\("hello from the scripted model"\)\s*$')
+    )
+    await chat.message_box.fill("")
 
     # Which model answered: the offline scripted one, never presented as Claude.
     answerer = answer.locator(".answerer")

@@ -8,9 +8,11 @@ import hmac
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -174,6 +176,77 @@ async def test_sign_in_from_a_foreign_page_is_refused(
 ) -> None:
     response = await login(http, user.email, PASSWORD, Origin="https://evil.example")
     assert response.status_code == 403
+
+
+# -- response headers (docs/security.md) ------------------------------------------------------
+
+# What a browser must be told on every HTTP response, written out here rather than imported from
+# chat_gateway.headers, so that a weakened value there fails this test.
+SECURITY_HEADERS = {
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+}
+CSP_DIRECTIVES = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "frame-ancestors": "'none'",
+    "base-uri": "'none'",
+    "form-action": "'self'",
+}
+
+
+def assert_security_headers(response: httpx.Response) -> None:
+    what = f"{response.request.method} {response.request.url.path} ({response.status_code})"
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get_list(name) == [value], f"{name} on {what}"
+    policy = response.headers.get_list("content-security-policy")
+    assert len(policy) == 1, what
+    directives = dict(d.strip().split(" ", 1) for d in policy[0].split(";"))
+    assert CSP_DIRECTIVES.items() <= directives.items(), what
+    permissions = response.headers["permissions-policy"]
+    assert "camera=()" in permissions and "microphone=()" in permissions, what
+    assert "geolocation=()" in permissions and "clipboard-write=(self)" in permissions, what
+    assert "strict-transport-security" not in response.headers, what  # APP_ENV is not production
+
+
+async def test_every_kind_of_response_carries_the_security_headers(
+    http: httpx.AsyncClient, user: UserRef
+) -> None:
+    signed_out = [
+        await http.get("/login"),
+        await http.get("/", follow_redirects=False),  # 303 to /login
+        await http.get("/no-such-page"),  # 404
+        await http.get("/api/me"),  # 401
+        await login(http, user.email, PASSWORD, Origin="https://evil.example"),  # 403
+        await http.post("/api/auth/login", json={"email": user.email}),  # 422
+    ]
+    assert [r.status_code for r in signed_out] == [200, 303, 404, 401, 403, 422]
+    assert (await login(http, user.email, PASSWORD)).status_code == 200
+    page = await http.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    script = re.search(r'src="(/assets/[^"]+\.js)"', page.text)
+    assert script is not None
+    signed_in = [page, await http.get(script[1]), await http.get("/api/me")]
+    assert [r.status_code for r in signed_in] == [200, 200, 200]
+    for response in signed_out + signed_in:
+        assert_security_headers(response)
+
+
+async def test_api_answers_are_never_stored_and_the_pages_are_revalidated(
+    http: httpx.AsyncClient, user: UserRef
+) -> None:
+    signed_in = await login(http, user.email, PASSWORD)
+    me = await http.get("/api/me")
+    timeline = await http.get(f"/api/messages/{uuid.uuid4()}/timeline")
+    assert me.status_code == 200 and timeline.status_code == 404
+    for response in (signed_in, me, timeline):
+        assert response.headers.get_list("cache-control") == ["no-store"]
+    assert (await http.get("/")).headers["cache-control"] == "no-cache"
 
 
 # -- tokens ----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 # The services' role (row-level security applies to it) and the owner's (migrations, chatctl).
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://agentchat_app@127.0.0.1:5432/agentchat"
 DEFAULT_DATABASE_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/agentchat"
-DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105 - refused outside development
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105 - refused outside development  # nosec B105
 
 Environment = Literal["development", "test", "production"]
 

@@ -58,8 +58,8 @@ __all__ = [
 
 CHAT_ATTRIBUTE_PREFIX = "chat."
 # Set on the first token event of an answer: the one token publish that is traced.
-FIRST_TOKEN_HEADER = "x-chat-first-token"  # noqa: S105 - a header name
-TOKEN_SUFFIX = ".token"  # noqa: S105 - a routing-key suffix
+FIRST_TOKEN_HEADER = "x-chat-first-token"  # noqa: S105 - a header name  # nosec B105
+TOKEN_SUFFIX = ".token"  # noqa: S105 - a routing-key suffix  # nosec B105
 TRACEPARENT = "traceparent"
 
 _TRACE = TraceContextTextMapPropagator()

@@ -19,6 +19,7 @@ from chat_gateway.auth import TokenVerifier
 from chat_gateway.bridge import BrokerBridge
 from chat_gateway.delivery import EventDelivery
 from chat_gateway.drain import Drain, DrainingServer
+from chat_gateway.headers import SecurityHeaders
 from chat_gateway.hub import SessionHub
 from chat_gateway.settings import GatewaySettings
 from chat_gateway.telemetry import Deliveries, watch_sockets
@@ -66,6 +67,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.access = AccessControl(TokenVerifier(settings), engine)
     app.state.drain = Drain()
+    app.add_middleware(SecurityHeaders, app_env=settings.app_env)
     app.include_router(handlers.router)
     app.include_router(api.router)
     assets = settings.web_dist_dir / "assets"
