@@ -106,7 +106,7 @@ def fresh_database(server_url: str) -> Iterator[Databases]:
     asyncio.run(
         admin(
             f'CREATE DATABASE "{name}"',
-            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') "  # nosec B608: a constant
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') "  # nosec B608
             f"THEN CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$",
         )
     )

@@ -12,7 +12,7 @@ from chat_gateway import admin as identity
 from chat_gateway.admin import GatewaySettings
 from chat_history import admin as history
 
-TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"  # nosec B105: tests only
+TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"  # nosec B105
 
 
 def gateway_settings(**overrides: object) -> GatewaySettings:

@@ -6,7 +6,7 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess  # nosec B404: starts the services' own binaries
+import subprocess  # nosec B404
 import sys
 import time
 from collections.abc import Callable
@@ -61,7 +61,7 @@ class Stack:
         if service == "gateway":
             env["GATEWAY_PORT"] = str(port)
         with (self.log_dir / f"{name}.log").open("ab") as log:
-            self.processes[name] = subprocess.Popen(  # nosec B603: our own binaries, no shell
+            self.processes[name] = subprocess.Popen(  # nosec B603
                 [str(BIN / f"chat-{service}")], env=env, stdout=log, stderr=subprocess.STDOUT
             )
 

@@ -39,7 +39,7 @@ _RECORD = f"""
         ttft_ms = coalesce(excluded.ttft_ms, c.ttft_ms),
         error_code = coalesce(excluded.error_code, c.error_code)
     WHERE c.status NOT IN {FINAL_CALL}
-"""  # nosec B608: constants of the code (store.sql_list), never input
+"""  # nosec B608
 
 
 async def record_llm_call(

@@ -37,7 +37,7 @@ _SESSION_MESSAGES = f"""
          ORDER BY {_ORDER.format("DESC")}
          LIMIT $4
     ) AS last ORDER BY asked_at, answer, created_at
-"""  # nosec B608: constants of the code (store.sql_list), never input
+"""  # nosec B608
 
 
 async def session_messages(
@@ -78,7 +78,7 @@ _CONTEXT = f"""
         ORDER BY {_ORDER.format("DESC")}
         LIMIT $5
     ) AS last ORDER BY asked_at, answer, created_at
-"""  # nosec B608: constants of the code (store.sql_list), never input
+"""  # nosec B608
 
 
 async def earlier_messages(
@@ -130,7 +130,7 @@ _SAVE_ROUTED = f"""
         tier = coalesce(excluded.tier, m.tier),
         tool = coalesce(excluded.tool, m.tool),
         status = CASE WHEN m.status IN {FINAL_MESSAGE} THEN m.status ELSE excluded.status END
-"""  # nosec B608: constants of the code (store.sql_list), never input
+"""  # nosec B608
 
 
 def _answer_ids(event: RoutedEvent | CompleteEvent | ErrorEvent) -> tuple[Any, ...]:
@@ -167,7 +167,7 @@ _SAVE_FINAL = f"""
         provider = coalesce(excluded.provider, m.provider),
         tool = coalesce(excluded.tool, m.tool)
     WHERE m.status NOT IN {FINAL_MESSAGE} OR m.attempt < excluded.attempt
-"""  # nosec B608: constants of the code (store.sql_list), never input
+"""  # nosec B608
 
 
 def _usage_json(usage: Usage | None) -> str | None:

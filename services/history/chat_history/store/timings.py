@@ -135,7 +135,7 @@ _TIMELINE = f"""
            {", ".join(f"t.{column}" for column in HOP_COLUMNS.values())}
       FROM chat.messages m JOIN chat.message_timings t ON t.message_id = m.id
      WHERE m.id = $1 AND m.role = 'assistant' AND m.org_id = $2 AND m.user_id = $3
-"""  # nosec B608: constants of the code (store.sql_list; hop columns), never input
+"""  # nosec B608
 
 
 async def timeline(
