@@ -116,7 +116,7 @@ async def test_a_stopped_answer_keeps_its_partial_text_and_its_real_usage(
     await _persist(engine, stopped)
     async with engine.begin() as conn:
         held = await budget.reserve_budget(
-            conn, user.org_id, uuid4(), Decimal("0.01"), Decimal(5), 900
+            conn, budget.Hold(user.org_id, uuid4(), Decimal("0.01"), Decimal(5), 900)
         )
 
     row = await _message(engine, routed.message_id)
@@ -255,7 +255,7 @@ async def test_budget_counts_a_streaming_call_once_and_a_retry_holds_once(
     async def reserve(message_id: UUID, amount: str) -> Any:
         async with engine.begin() as conn:
             return await budget.reserve_budget(
-                conn, user.org_id, message_id, Decimal(amount), Decimal(0), 900
+                conn, budget.Hold(user.org_id, message_id, Decimal(amount), Decimal(0), 900)
             )
 
     first_hold = await reserve(routed.message_id, "0.50")

@@ -120,7 +120,7 @@ async def test_concurrent_budget_holds_never_exceed_the_budget(engine: AsyncEngi
     async def hold() -> bool:
         async with engine.begin() as conn:
             reply = await budget.reserve_budget(
-                conn, org_id, uuid4(), Decimal("0.30"), Decimal(0), 900
+                conn, budget.Hold(org_id, uuid4(), Decimal("0.30"), Decimal(0), 900)
             )
         return reply.allowed
 
@@ -136,7 +136,9 @@ async def test_one_statement_holds_never_exceed_the_budget_together(engine: Asyn
 
     replies = await asyncio.gather(
         *(
-            budget.hold_budget(engine, org_id, uuid4(), Decimal("0.30"), Decimal(0), 900)
+            budget.hold_budget(
+                engine, budget.Hold(org_id, uuid4(), Decimal("0.30"), Decimal(0), 900)
+            )
             for _ in range(10)
         )
     )
@@ -160,8 +162,12 @@ async def test_a_one_statement_hold_commits_and_keeps_no_lock(engine: AsyncEngin
     the budget row is free: a transaction that locks it does not wait."""
     org_id, answer = uuid4(), uuid4()
 
-    reply = await budget.hold_budget(engine, org_id, answer, Decimal("0.40"), Decimal(5), 900)
-    again = await budget.hold_budget(engine, org_id, answer, Decimal("0.50"), Decimal(5), 900)
+    reply = await budget.hold_budget(
+        engine, budget.Hold(org_id, answer, Decimal("0.40"), Decimal(5), 900)
+    )
+    again = await budget.hold_budget(
+        engine, budget.Hold(org_id, answer, Decimal("0.50"), Decimal(5), 900)
+    )
 
     assert (
         reply.allowed and reply.budget_usd == Decimal(5) and reply.reserved_usd == Decimal("0.40")
@@ -182,7 +188,9 @@ async def test_a_zero_budget_allows_nothing_even_for_free_calls(engine: AsyncEng
     org_id = uuid4()
     async with engine.begin() as conn:
         await budget.set_budget(conn, org_id, Decimal(0))
-        reply = await budget.reserve_budget(conn, org_id, uuid4(), Decimal(0), Decimal(5), 900)
+        reply = await budget.reserve_budget(
+            conn, budget.Hold(org_id, uuid4(), Decimal(0), Decimal(5), 900)
+        )
     assert reply.allowed is False
 
 
@@ -194,10 +202,10 @@ async def test_spend_this_month_counts_against_the_budget(engine: AsyncEngine) -
         complete = _question(user, session_id)[2]
         await persist_event(conn, complete, None)  # spent $0.01
         small = await budget.reserve_budget(
-            conn, user.org_id, uuid4(), Decimal("0.004"), Decimal(0), 900
+            conn, budget.Hold(user.org_id, uuid4(), Decimal("0.004"), Decimal(0), 900)
         )
         large = await budget.reserve_budget(
-            conn, user.org_id, uuid4(), Decimal("0.004"), Decimal(0), 900
+            conn, budget.Hold(user.org_id, uuid4(), Decimal("0.004"), Decimal(0), 900)
         )
     assert small.allowed and small.spent_usd == Decimal("0.01")
     assert not large.allowed  # 0.01 spent + 0.004 held + 0.004 > 0.015

@@ -250,7 +250,9 @@ async def test_a_late_final_of_an_earlier_attempt_leaves_the_running_attempt_its
     answer = routed.message_id
     await _claim(engine, user, session_id, answer)
     async with engine.begin() as conn:
-        await budget.reserve_budget(conn, user.org_id, answer, Decimal("0.1"), Decimal(5), 900)
+        await budget.reserve_budget(
+            conn, budget.Hold(user.org_id, answer, Decimal("0.1"), Decimal(5), 900)
+        )
     report = ProgressEvent(
         session_id=session_id,
         correlation_id=routed.correlation_id,

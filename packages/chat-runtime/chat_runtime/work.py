@@ -127,7 +127,6 @@ def subscribe_work(
     queue: Queue,
     parse: Callable[[RabbitMessage], T],
     work: Callable[[T], Awaitable[None]],
-    *,
     prefetch: int,
 ) -> None:
     """Consume `queue` with `prefetch` messages in hand, each handed to `work` (see the module)."""

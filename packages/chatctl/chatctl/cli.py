@@ -89,22 +89,32 @@ def cmd_check(args: argparse.Namespace, settings: ChatctlSettings) -> None:
     print("RabbitMQ and PostgreSQL answer")
 
 
-def cmd_org_create(args: argparse.Namespace, settings: ChatctlSettings) -> None:
-    async def work(conn: AsyncConnection) -> None:
-        org_id = await identity.create_org(conn, args.name)
-        await history.set_budget(conn, org_id, args.budget_usd)
-        print(f"created org {args.name!r} ({org_id}), monthly budget ${args.budget_usd}")
-
-    asyncio.run(_in_transaction(settings, work))
+Command = Callable[[argparse.Namespace, ChatctlSettings], None]
 
 
-def cmd_budget_set(args: argparse.Namespace, settings: ChatctlSettings) -> None:
-    async def work(conn: AsyncConnection) -> None:
-        org_id = await identity.org_id_by_name(conn, args.org)
-        await history.set_budget(conn, org_id, args.usd)
-        print(f"monthly budget of {args.org!r} is now ${args.usd}")
+def in_one_transaction(
+    body: Callable[[argparse.Namespace, AsyncConnection], Awaitable[None]],
+) -> Command:
+    """A command whose work is one transaction as the tables' owner."""
 
-    asyncio.run(_in_transaction(settings, work))
+    def command(args: argparse.Namespace, settings: ChatctlSettings) -> None:
+        asyncio.run(_in_transaction(settings, lambda conn: body(args, conn)))
+
+    return command
+
+
+@in_one_transaction
+async def cmd_org_create(args: argparse.Namespace, conn: AsyncConnection) -> None:
+    org_id = await identity.create_org(conn, args.name)
+    await history.set_budget(conn, org_id, args.budget_usd)
+    print(f"created org {args.name!r} ({org_id}), monthly budget ${args.budget_usd}")
+
+
+@in_one_transaction
+async def cmd_budget_set(args: argparse.Namespace, conn: AsyncConnection) -> None:
+    org_id = await identity.org_id_by_name(conn, args.org)
+    await history.set_budget(conn, org_id, args.usd)
+    print(f"monthly budget of {args.org!r} is now ${args.usd}")
 
 
 def _password(args: argparse.Namespace) -> str | None:

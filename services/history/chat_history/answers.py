@@ -72,12 +72,12 @@ class AnswerStarts:
         if turn.status != "claimed":
             return StartReply(turn=turn)
         # The claim interrupted the answer's streaming calls already.
-        held = await budget.hold_budget(
-            self._engine,
+        hold = budget.Hold(
             request.org_id,
             request.message_id,
             budget.hold_for(request.hold, context),
             self._settings.default_org_budget_usd,
             self._settings.budget_hold_ttl_seconds,
         )
+        held = await budget.hold_budget(self._engine, hold)
         return StartReply(turn=turn, context=context, budget=held)

@@ -30,13 +30,8 @@ def register(
             return
         await writer.write(event)
 
-    subscribe_work(
-        broker,
-        topology.history_events,
-        validated_by(session_event_adapter),
-        write,
-        prefetch=settings.history_prefetch,
-    )
+    events, prefetch = topology.history_events, settings.history_prefetch
+    subscribe_work(broker, events, validated_by(session_event_adapter), write, prefetch)
 
     @broker.subscriber(queue_for(topology.history_rpc), decoder=raw_message)
     async def on_question(message: Delivery) -> bytes:

@@ -17,9 +17,7 @@ from chat_contracts.codes import ErrorCode
 from chat_contracts.work import LlmRequest
 from chat_llm_worker.budget import BudgetGate
 from chat_llm_worker.generations import Generation, Generations
-from chat_llm_worker.link import WorkerLink
 from chat_llm_worker.messages import FAILED_MESSAGE
-from chat_llm_worker.outcomes import AnswerEvents
 from chat_llm_worker.providers import Provider, ProviderRequest
 from chat_llm_worker.settings import LlmWorkerSettings
 from chat_llm_worker.streaming import CallContext, ModelCall
@@ -40,8 +38,6 @@ class Answerer:
         settings: LlmWorkerSettings,
         provider: Provider,
         generations: Generations,
-        link: WorkerLink,
-        events: AnswerEvents,
         turns: TurnTaker,
         budget: BudgetGate,
         calls: CallContext,
@@ -49,11 +45,10 @@ class Answerer:
         self._settings = settings
         self._provider = provider
         self._generations = generations
-        self._link = link
-        self._events = events
         self._turns = turns
         self._budget = budget
         self._calls = calls
+        self._events = calls.events
 
     async def answer(self, delivery: Attempt[LlmRequest]) -> None:
         """Answer one delivery of a request; raise (the request goes back to its queue) when the
@@ -91,7 +86,7 @@ class Answerer:
             return
         # The link publishes the tokens: when it is lost, the attempt would be too. Waiting for
         # it keeps a short outage from using up the request's deliveries.
-        if not await self._link.wait_connected(LINK_WAIT_SECONDS):
+        if not await self._calls.link.wait_connected(LINK_WAIT_SECONDS):
             raise AttemptAbandoned
         try:
             started = await self._turns.take(gen)

@@ -12,10 +12,6 @@ from chat_runtime.work import attempt_of, subscribe_work
 
 
 def register(broker: RabbitBroker, settings: LlmWorkerSettings, answerer: Answerer) -> None:
-    subscribe_work(
-        broker,
-        Topology(settings.broker_prefix).llm_requests,
-        attempt_of(LlmRequest),
-        answerer.answer,
-        prefetch=settings.llm_concurrency,
-    )
+    requests = Topology(settings.broker_prefix).llm_requests
+    concurrency = settings.llm_concurrency
+    subscribe_work(broker, requests, attempt_of(LlmRequest), answerer.answer, concurrency)

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import NoReturn
 from uuid import uuid4
 
@@ -56,26 +57,18 @@ class Background:
         task.add_done_callback(self._tasks.discard)
 
 
+@dataclass(frozen=True)
 class CallContext:
     """What every model call of the worker shares."""
 
-    def __init__(
-        self,
-        provider_name: str,
-        price: Price,
-        link: WorkerLink,
-        events: AnswerEvents,
-        progress_interval: float,
-        window: asyncio.Semaphore | None,
-        background: Background,
-    ) -> None:
-        self.provider_name = provider_name
-        self.price = price
-        self.link = link
-        self.events = events
-        self.progress_interval = progress_interval
-        self.window = window
-        self.background = background
+    provider_name: str
+    price: Price
+    link: WorkerLink
+    events: AnswerEvents
+    progress_interval: float
+    # Token publishes in flight at once for the whole worker (TOKEN_PUBLISH_WINDOW), if capped.
+    window: asyncio.Semaphore | None
+    background: Background
 
 
 class ModelCall:

@@ -47,22 +47,17 @@ def assemble(broker: RabbitBroker, settings: LlmWorkerSettings, provider: Provid
         asyncio.Semaphore(settings.token_publish_window) if settings.token_publish_window else None
     )
     calls = CallContext(
-        provider.name,
-        price,
-        link,
-        events,
-        settings.progress_interval_seconds,
-        window,
-        Background(),
+        provider_name=provider.name,
+        price=price,
+        link=link,
+        events=events,
+        progress_interval=settings.progress_interval_seconds,
+        window=window,
+        background=Background(),
     )
+    turns = TurnTaker(settings, price, history, link, events)
+    allowance = OutageAllowance(settings.budget_outage_allowance_usd)
     answerer = Answerer(
-        settings,
-        provider,
-        generations,
-        link,
-        events,
-        TurnTaker(settings, price, history, link, events),
-        BudgetGate(price, OutageAllowance(settings.budget_outage_allowance_usd), events),
-        calls,
+        settings, provider, generations, turns, BudgetGate(price, allowance, events), calls
     )
     return Worker(answerer, generations, link)

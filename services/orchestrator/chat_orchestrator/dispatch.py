@@ -45,27 +45,18 @@ class Dispatcher:
                 routed_at=now(),
             )
         )
+        # What both kinds of work carry: whose answer it becomes, and when it was handed on.
+        answer = {
+            "session_id": message.session_id,
+            "correlation_id": message.correlation_id,
+            "message_id": message.reply_message_id,
+            "user": message.user,
+            "queued_at": now(),
+        }
         work: ToolRequest | LlmRequest
         if decision.tool is not None:
-            work = ToolRequest(
-                session_id=message.session_id,
-                correlation_id=message.correlation_id,
-                message_id=message.reply_message_id,
-                call_id=uuid4(),
-                tool=decision.tool,
-                input=decision.input,
-                user=message.user,
-                queued_at=now(),
-            )
+            work = ToolRequest(**answer, call_id=uuid4(), tool=decision.tool, input=decision.input)
         else:
-            work = LlmRequest(
-                session_id=message.session_id,
-                correlation_id=message.correlation_id,
-                message_id=message.reply_message_id,
-                user_message_id=message.message_id,
-                text=message.text,
-                user=message.user,
-                queued_at=now(),
-            )
+            work = LlmRequest(**answer, user_message_id=message.message_id, text=message.text)
         await self._publisher.publish(work)
         log.info("routed", extra={"tier": decision.tier, "tool": decision.tool})

@@ -12,10 +12,6 @@ from chat_runtime.work import body_of, subscribe_work
 
 
 def register(broker: RabbitBroker, settings: OrchestratorSettings, dispatcher: Dispatcher) -> None:
-    subscribe_work(
-        broker,
-        Topology(settings.broker_prefix).orchestrator_inbox,
-        body_of(UserMessage),
-        dispatcher.dispatch,
-        prefetch=settings.orchestrator_prefetch,
-    )
+    inbox = Topology(settings.broker_prefix).orchestrator_inbox
+    prefetch = settings.orchestrator_prefetch
+    subscribe_work(broker, inbox, body_of(UserMessage), dispatcher.dispatch, prefetch)

@@ -12,10 +12,5 @@ from chat_tools.settings import ToolsSettings
 
 
 def register(broker: RabbitBroker, settings: ToolsSettings, runner: ToolRunner) -> None:
-    subscribe_work(
-        broker,
-        Topology(settings.broker_prefix).tool_requests,
-        body_of(ToolRequest),
-        runner.run,
-        prefetch=settings.tools_prefetch,
-    )
+    requests = Topology(settings.broker_prefix).tool_requests
+    subscribe_work(broker, requests, body_of(ToolRequest), runner.run, settings.tools_prefetch)

@@ -12,7 +12,7 @@ another and can never together exceed the budget.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -36,6 +36,26 @@ async def set_budget(conn: AsyncConnection, org_id: UUID, monthly_usd: Decimal) 
 _HOLD = "SELECT * FROM chat.hold_budget($1, $2, $3, $4, $5)"
 
 
+class Hold(NamedTuple):
+    """`amount_usd` held for answer `message_id` of `org_id` (an org without a budget gets
+    `default_budget_usd`); the hold stops counting after `ttl_seconds`."""
+
+    org_id: UUID
+    message_id: UUID
+    amount_usd: Decimal
+    default_budget_usd: Decimal
+    ttl_seconds: int
+
+    def args(self) -> tuple[UUID, UUID, Decimal, Decimal, float]:
+        return (
+            self.org_id,
+            self.message_id,
+            self.amount_usd,
+            self.default_budget_usd,
+            float(self.ttl_seconds),
+        )
+
+
 def _reply(row: Any, amount: Decimal) -> BudgetReply:
     allowed: bool = row["allowed"]
     held: Decimal = row["held_usd"]
@@ -47,43 +67,23 @@ def _reply(row: Any, amount: Decimal) -> BudgetReply:
     )
 
 
-async def reserve_budget(
-    conn: AsyncConnection,
-    org_id: UUID,
-    message_id: UUID,
-    amount: Decimal,
-    default_budget: Decimal,
-    hold_ttl_seconds: int,
-) -> BudgetReply:
-    """Hold `amount` for the answer's call if the org's month still has room for it, in
+async def reserve_budget(conn: AsyncConnection, hold: Hold) -> BudgetReply:
+    """Hold the amount for the answer's call if the org's month still has room for it, in
     `conn`'s transaction (the org's budget row stays locked until it ends).
 
     Calls of the answer that are still `streaming` belong to an attempt whose worker is gone:
     they are marked `interrupted` first, and count as spent."""
-    await interrupt_streaming_calls(conn, message_id)
-    row = await fetch_row(
-        conn, _HOLD, org_id, message_id, amount, default_budget, float(hold_ttl_seconds)
-    )
-    return _reply(row, amount)
+    await interrupt_streaming_calls(conn, hold.message_id)
+    return _reply(await fetch_row(conn, _HOLD, *hold.args()), hold.amount_usd)
 
 
-async def hold_budget(
-    engine: AsyncEngine,
-    org_id: UUID,
-    message_id: UUID,
-    amount: Decimal,
-    default_budget: Decimal,
-    hold_ttl_seconds: int,
-) -> BudgetReply:
+async def hold_budget(engine: AsyncEngine, hold: Hold) -> BudgetReply:
     """`reserve_budget` as a transaction of its own, one statement, for an answer whose claim
     already interrupted its streaming calls (`StartAnswer`'s second step).
 
     The statement runs without BEGIN and COMMIT from here: the org's budget row is locked only
     while PostgreSQL runs it, not for the round trips in between (docs/decisions/0010)."""
-    row = await fetch_row_at_once(
-        engine, _HOLD, org_id, message_id, amount, default_budget, float(hold_ttl_seconds)
-    )
-    return _reply(row, amount)
+    return _reply(await fetch_row_at_once(engine, _HOLD, *hold.args()), hold.amount_usd)
 
 
 _RELEASE = "DELETE FROM chat.budget_holds WHERE message_id = $1"
