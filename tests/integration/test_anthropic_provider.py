@@ -101,6 +101,7 @@ async def test_rate_limit_becomes_a_retryable_error(client: ChatClient, database
     error = frames[-1]
     assert [f["type"] for f in frames] == ["error"]
     assert error["code"] == "llm_rate_limited" and error["retryable"] is True
+    assert error["retry_after"] == 7  # the model's Retry-After, passed on to the user
     rows = await wait_for_rows(
         database_url,
         "SELECT status, error_code, content FROM chat.messages "

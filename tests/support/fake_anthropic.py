@@ -2,7 +2,7 @@
 
 It lets the real SDK code path run offline. It is a test double, and says so: the model it
 reports is `test-double-of-<requested model>`. What it does depends on the last user message:
-- contains `[429]`: HTTP 429 (rate limited);
+- contains `[429]`: HTTP 429 (rate limited), `Retry-After: 7`;
 - contains `[midstream-error]`: a few deltas, then an `error` event;
 - contains `[slow]`: streams `REPLY` over and over, a delta every `SLOW_DELTA_SECONDS`, for
   about ten seconds (long enough to be stopped);
@@ -62,7 +62,7 @@ class FakeAnthropic:
             return JSONResponse(
                 {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}},
                 status_code=429,
-                headers={"retry-after": "0"},
+                headers={"retry-after": "7"},
             )
         model = f"test-double-of-{body['model']}"
         fail_midway = "[midstream-error]" in text

@@ -121,6 +121,8 @@ class ErrorEvent(StreamEvent):
     code: str  # an ErrorCode; plain text on the broker, so a newer code never fails a reader
     message: str
     retryable: bool = False
+    # Seconds to wait before trying again, when the failure said so (a rate limit's Retry-After).
+    retry_after: float | None = None
     # Whatever text was generated before the failure, and the call that produced it.
     partial_text: str = ""
     llm_call: LlmCall | None = None

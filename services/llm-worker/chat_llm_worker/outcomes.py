@@ -56,6 +56,7 @@ class AnswerEvents:
         message: str,
         *,
         retryable: bool = False,
+        retry_after: float | None = None,
         partial_text: str = "",
         llm_call: LlmCall | None = None,
     ) -> None:
@@ -66,6 +67,7 @@ class AnswerEvents:
             code=code,
             message=message,
             retryable=retryable,
+            retry_after=retry_after,
             partial_text=partial_text,
             llm_call=llm_call,
         )

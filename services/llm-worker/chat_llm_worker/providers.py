@@ -47,13 +47,27 @@ class TokenCount:
 
 
 class ProviderError(Exception):
-    """A failure the user is told about, with a stable error code."""
+    """A failure the user is told about, with a stable error code (and, when the provider said
+    how long to wait, `retry_after` seconds)."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self, code: str, message: str, *, retryable: bool, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def _retry_after(exc: anthropic.APIStatusError) -> float | None:
+    """The response's `Retry-After` in seconds (the SDK honours it for its own retries)."""
+    value = exc.response.headers.get("retry-after")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:  # an HTTP date: not worth parsing for a hint
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
 
 
 class ProviderStream(Protocol):
@@ -103,6 +117,7 @@ def _provider_error(exc: anthropic.APIError) -> ProviderError:
             ErrorCode.LLM_RATE_LIMITED,
             "The AI model is getting too many requests right now. Try again in a minute.",
             retryable=True,
+            retry_after=_retry_after(exc),
         )
     if isinstance(exc, anthropic.APIConnectionError | anthropic.InternalServerError):
         return ProviderError(

@@ -123,6 +123,7 @@ class ModelCall:
                     exc.code,
                     exc.message,
                     retryable=exc.retryable,
+                    retry_after=exc.retry_after,
                     partial_text=self.text,
                     llm_call=self.record("error", exc.code),
                 )
