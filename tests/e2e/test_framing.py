@@ -13,10 +13,10 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from chat_devtools.stack import Stack, free_port
+from tests.e2e.browser import NewUser, OpenChat
 from tests.e2e.chat_page import ChatPage
-from tests.e2e.conftest import NewUser, OpenChat
 from tests.support.http_server import serving
-from tests.support.stack import Stack, free_port
 
 pytestmark = pytest.mark.e2e
 

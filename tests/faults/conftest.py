@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from chat_contracts.topology import Topology
 from chat_devtools.infra import Databases, delete_topology, unique_prefix
 from chat_devtools.seed import TEST_JWT_SECRET, create_user, token_for
 from chat_devtools.stack import Stack
+from tests.faults.stack import FULL, INTENSITY, FaultStack, FaultStackFactory
 from tests.support.chaos import (
     ChaosNode,
     chaos_node,
@@ -26,23 +25,9 @@ from tests.support.chaos import (
     wait_drained,
 )
 from tests.support.faultload import FaultReport, format_table
+from tests.support.paths import ARTIFACTS
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-FULL = os.environ.get("CHAOS_FULL") == "1"
 REPORTS: list[FaultReport] = []
-
-
-@dataclass(frozen=True)
-class Intensity:
-    """How hard the faults hit: CI runs the small one, `make chaos` (CHAOS_FULL=1) the full."""
-
-    sessions: int
-    broker_outage_s: float = 5.0
-    answer_chars: int = 600  # 172 deltas: ~4.3 s at the rate below
-    rate: int = 40  # deltas per second of the scripted model
-
-
-INTENSITY = Intensity(sessions=30) if FULL else Intensity(sessions=10)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -72,23 +57,6 @@ def record() -> Callable[[FaultReport], None]:
         print("\n" + format_table([report]))
 
     return keep
-
-
-@dataclass
-class FaultStack:
-    stack: Stack
-    prefix: str
-    amqp_url: str
-    gateways: list[str] = field(default_factory=list)
-    workers: list[str] = field(default_factory=list)
-    paused: set[str] = field(default_factory=set)
-
-    @property
-    def ws_urls(self) -> list[str]:
-        return [f"ws://127.0.0.1:{self.stack.ports[g]}/ws" for g in self.gateways]
-
-
-FaultStackFactory = Callable[..., FaultStack]
 
 
 # The suite's one stack: heartbeats every second and a socket silent for 3 s closed (every tab of

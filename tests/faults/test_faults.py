@@ -21,7 +21,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from chat_contracts.topology import LLM_REQUEST_KEY, Topology
-from tests.faults.conftest import INTENSITY, FaultStack
+from tests.faults.stack import INTENSITY, FaultStack
 from tests.support.chaos import (
     ChaosNode,
     kill,

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from chat_devtools.stack import free_port
 from tests.support.http_server import serving
-from tests.support.stack import free_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "audit.py"
 # PYSEC-2021-66 as the PyPA advisory database publishes it (trimmed to what pip-audit reads).
